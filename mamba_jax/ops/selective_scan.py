@@ -1,0 +1,201 @@
+"""The Mamba-1 selective scan: the one entry point every model calls.
+
+Semantics are mamba_ssm's ``selective_scan_fn`` (state-spaces/mamba, ``ops/selective_scan_interface.py``),
+but channels-last. With ``E`` channels and ``N`` states, for every batch row and channel ``e``::
+
+    delta_t = softplus(delta_t + delta_bias)           (bias and softplus optional)
+    h_t     = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t      h_{-1} = initial_state or 0
+    y_t     = <C_t, h_t> + D * u_t
+    out_t   = y_t * silu(z_t)                           (gating optional)
+
+A is ``[E, N]`` (already negative: ``A = -exp(A_log)``). B and C are ``[B, L, N]``, or grouped
+``[B, L, G, N]`` where channel ``e`` uses group ``e // (E / G)``. The state and every accumulation are
+fp32 whatever the input dtype; the output takes ``u``'s dtype; the last state is fp32 ``[B, E, N]``.
+
+Implementations (``impl``):
+
+* ``"sequential"``: ``lax.scan`` over chunks of ``chunk_size`` steps, each chunk a rematerialised
+  (``jax.checkpoint``) step-by-step ``lax.scan``. Only chunk-boundary states ``[L/chunk, B, E, N]`` are kept
+  for the backward pass, and only one chunk's ``[B, chunk, E, N]`` intermediates exist at a time, so memory
+  is O(B*L*E) for ``chunk_size >= N``.
+* ``"associative"``: the same chunking, with ``lax.associative_scan`` inside each chunk (O(log chunk)
+  depth; the form that suits TPUs and wide CPUs).
+* ``"pallas"``: the fused Pallas GPU kernel in ``kernels/selective_scan`` (interpret mode off GPU).
+* ``"auto"``: ``"pallas"`` on GPU, ``"associative"`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from mamba_jax.typing import Array, Float
+
+Impl = Literal["auto", "sequential", "associative", "pallas"]
+IMPLS = ("auto", "sequential", "associative", "pallas")
+
+_DEFAULT_CHUNK = {"sequential": 64, "associative": 128}
+
+
+def _resolve_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"selective_scan: impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        return "pallas" if jax.default_backend() == "gpu" else "associative"
+    return impl
+
+
+def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> int:
+    """Validates shapes; returns the number of groups G."""
+    if u.ndim != 3:
+        raise ValueError(f"selective_scan: u must be [B, L, E], got shape {u.shape}")
+    b, l, e = u.shape
+    if delta.shape != u.shape:
+        raise ValueError(f"selective_scan: delta shape {delta.shape} != u shape {u.shape}")
+    if A.ndim != 2 or A.shape[0] != e:
+        raise ValueError(f"selective_scan: A must be [E={e}, N], got {A.shape}")
+    n = A.shape[1]
+    for name, x in (("B", B), ("C", C)):
+        if x.ndim == 3:
+            ok = x.shape == (b, l, n)
+        elif x.ndim == 4:
+            ok = x.shape[:2] == (b, l) and x.shape[3] == n and e % x.shape[2] == 0
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"selective_scan: {name} must be [B, L, N]={(b, l, n)} or [B, L, G, N] with G dividing "
+                f"E={e}; got {x.shape}"
+            )
+    if B.ndim != C.ndim or (B.ndim == 4 and B.shape[2] != C.shape[2]):
+        raise ValueError(f"selective_scan: B {B.shape} and C {C.shape} must have the same grouping")
+    for name, x in (("D", D), ("delta_bias", delta_bias)):
+        if x is not None and x.shape != (e,):
+            raise ValueError(f"selective_scan: {name} must be [E={e}], got {x.shape}")
+    if z is not None and z.shape != u.shape:
+        raise ValueError(f"selective_scan: z shape {z.shape} != u shape {u.shape}")
+    if initial_state is not None and initial_state.shape != (b, e, n):
+        raise ValueError(f"selective_scan: initial_state must be [B, E, N]={(b, e, n)}, got {initial_state.shape}")
+    return 1 if B.ndim == 3 else B.shape[2]
+
+
+def _chunk_step_sequential(h, xs, A):
+    """One chunk, step by step. h: [B, G, Eg, N]; xs time-major chunk tensors."""
+    dt_c, dtu_c, b_c, c_c = xs  # [T, B, G, Eg], [T, B, G, Eg], [T, B, G, N], [T, B, G, N]
+
+    def step(h, x):
+        dt, dtu, bt, ct = x
+        h = jnp.exp(dt[..., None] * A) * h + dtu[..., None] * bt[:, :, None, :]  # [B, G, Eg, N]
+        y = jnp.einsum("bgen,bgn->bge", h, ct)  # [B, G, Eg]
+        return h, y
+
+    return jax.lax.scan(step, h, (dt_c, dtu_c, b_c, c_c))
+
+
+def _chunk_step_associative(h, xs, A):
+    """One chunk with a parallel prefix scan. Materialises [T, B, G, Eg, N] for this chunk only."""
+    dt_c, dtu_c, b_c, c_c = xs
+    da = jnp.exp(dt_c[..., None] * A)  # [T, B, G, Eg, N]
+    dbu = dtu_c[..., None] * b_c[:, :, :, None, :]  # [T, B, G, Eg, N]
+    # Fold the incoming state into the first element: h_0 = a_0 * h_in + b_0.
+    dbu = dbu.at[0].add(da[0] * h)
+
+    def combine(p, q):
+        return q[0] * p[0], q[0] * p[1] + q[1]
+
+    _, hs = jax.lax.associative_scan(combine, (da, dbu), axis=0)  # [T, B, G, Eg, N]
+    y = jnp.einsum("tbgen,tbgn->tbge", hs, c_c)  # [T, B, G, Eg]
+    return hs[-1], y
+
+
+def _scan_jax(delta, dtu, A, B, C, h0, *, chunk: int, associative: bool):
+    """Chunked scan. delta, dtu: [B, L, G, Eg] fp32; A: [G, Eg, N]; B, C: [B, L, G, N]; h0: [B, G, Eg, N]."""
+    bsz, l, g, eg = delta.shape
+    n = A.shape[-1]
+    chunk = max(1, min(chunk, l))
+    n_chunks = -(-l // chunk)
+    pad = n_chunks * chunk - l
+    if pad:
+        # delta = 0 makes a padded step the identity on h (exp(0) = 1, input 0), so the last state is exact.
+        padder = lambda x: jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+        delta, dtu, B, C = map(padder, (delta, dtu, B, C))
+
+    def to_chunks(x):  # [B, L, ...] -> [n_chunks, chunk, B, ...]
+        x = jnp.moveaxis(x, 1, 0)
+        return x.reshape((n_chunks, chunk) + x.shape[1:])
+
+    inner = _chunk_step_associative if associative else _chunk_step_sequential
+    body = jax.checkpoint(functools.partial(inner, A=A), prevent_cse=False)
+    h_last, ys = jax.lax.scan(body, h0, tuple(map(to_chunks, (delta, dtu, B, C))))
+    ys = ys.reshape((n_chunks * chunk, bsz, g, eg))[:l]  # [L, B, G, Eg]
+    return jnp.moveaxis(ys, 0, 1), h_last
+
+
+def selective_scan(
+    u: Float[Array, "B L E"],
+    delta: Float[Array, "B L E"],
+    A: Float[Array, "E N"],
+    B: Float[Array, "B L N"] | Float[Array, "B L G N"],
+    C: Float[Array, "B L N"] | Float[Array, "B L G N"],
+    D: Float[Array, "E"] | None = None,
+    z: Float[Array, "B L E"] | None = None,
+    delta_bias: Float[Array, "E"] | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    initial_state: Float[Array, "B E N"] | None = None,
+    *,
+    impl: Impl = "auto",
+    chunk_size: int | None = None,
+) -> Float[Array, "B L E"] | tuple[Float[Array, "B L E"], Float[Array, "B E N"]]:
+    """Selective scan with mamba_ssm semantics, channels-last (see the module docstring).
+
+    Returns ``out`` ``[B, L, E]`` in ``u.dtype``, and with ``return_last_state`` also the fp32 state
+    ``[B, E, N]`` after the last step. Differentiable in every array argument, ``initial_state`` included.
+    ``chunk_size`` tunes the pure-JAX paths (ignored by ``"pallas"``).
+    """
+    g = _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    impl = _resolve_impl(impl)
+    if impl == "pallas":
+        from kernels.selective_scan import selective_scan as pallas_scan
+
+        return pallas_scan(
+            u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+            return_last_state=return_last_state, initial_state=initial_state,
+        )
+
+    bsz, l, e = u.shape
+    n = A.shape[1]
+    eg = e // g
+    f32 = jnp.float32
+    uf = u.astype(f32)
+    dt = delta.astype(f32)
+    if delta_bias is not None:
+        dt = dt + delta_bias.astype(f32)
+    if delta_softplus:
+        dt = jax.nn.softplus(dt)
+    Bg = (B if B.ndim == 4 else B[:, :, None, :]).astype(f32)  # [B, L, G, N]
+    Cg = (C if C.ndim == 4 else C[:, :, None, :]).astype(f32)  # [B, L, G, N]
+    h0 = jnp.zeros((bsz, e, n), f32) if initial_state is None else initial_state.astype(f32)
+
+    y, h_last = _scan_jax(
+        dt.reshape(bsz, l, g, eg),
+        (dt * uf).reshape(bsz, l, g, eg),
+        A.astype(f32).reshape(g, eg, n),
+        Bg,
+        Cg,
+        h0.reshape(bsz, g, eg, n),
+        chunk=chunk_size or _DEFAULT_CHUNK[impl],
+        associative=impl == "associative",
+    )
+    y = y.reshape(bsz, l, e)  # [B, L, E]
+    if D is not None:
+        y = y + uf * D.astype(f32)
+    if z is not None:
+        y = y * jax.nn.silu(z.astype(f32))
+    out = y.astype(u.dtype)
+    if return_last_state:
+        return out, h_last.reshape(bsz, e, n)
+    return out
