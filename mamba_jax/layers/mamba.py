@@ -1,0 +1,217 @@
+"""The Mamba-1 mixer (mamba_ssm v1.x ``Mamba``) and the bidirectional "v2" mixer of Vision Mamba.
+
+Mamba: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arXiv 2312.00752.
+BiMamba v2: Zhu et al., "Vision Mamba", arXiv 2401.09417 (as vendored by Mamba-TasNet and Mamba-ASR).
+
+Forward pass for ``x [B, L, D]`` (spec/MODELS.md 0.1)::
+
+    x, z  = split(in_proj(x))                     # [B, L, E] each, E = expand * D
+    x     = silu(causal_depthwise_conv(x))        # k = d_conv
+    dt, Bs, Cs = split(x_proj(x), [R, N, N])
+    dt    = dt @ dt_proj.kernel                   # bias is applied inside the scan, before softplus
+    y     = selective_scan(x, dt, A=-exp(A_log), Bs, Cs, D, z, delta_bias=dt_proj.bias, softplus)
+    out   = out_proj(y)
+
+The v2 mixer shares ``in_proj``/``out_proj`` (and z) and runs a second inner branch with its own
+``conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b`` on the time-reversed ``(x, z)``; the two outputs are
+averaged before ``out_proj`` (spec/MODELS.md 0.2). Parameter names follow the PyTorch state_dict keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mamba_jax.layers.conv import CausalConv1d
+from mamba_jax.layers.init import torch_default, uniform
+from mamba_jax.ops.selective_scan import Impl, selective_scan
+from mamba_jax.typing import Array, Float
+
+
+@dataclasses.dataclass(frozen=True)
+class MambaConfig:
+    """Hyperparameters of one mixer; defaults are mamba_ssm's (MODELS.md 0.1)."""
+
+    d_model: int
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    dt_rank: int | str = "auto"
+    dt_min: float = 1e-3
+    dt_max: float = 0.1
+    dt_init_floor: float = 1e-4
+    dt_scale: float = 1.0
+    conv_bias: bool = True
+    bias: bool = False
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def rank(self) -> int:
+        return math.ceil(self.d_model / 16) if self.dt_rank == "auto" else int(self.dt_rank)
+
+
+class MambaState(NamedTuple):
+    """Recurrent state of one unidirectional mixer: conv inputs ``[B, K-1, E]`` and SSM state ``[B, E, N]`` (fp32)."""
+
+    conv: jax.Array
+    ssm: jax.Array
+
+
+def mamba_param_count(cfg: MambaConfig) -> int:
+    """MODELS.md 0.1: 2·D·E + 5·E (conv, K=4) + E·(R+2N) + R·E + E + N·E + E + E·D."""
+    d, e, r, n, k = cfg.d_model, cfg.d_inner, cfg.rank, cfg.d_state, cfg.d_conv
+    conv = e * k + (e if cfg.conv_bias else 0)
+    proj_bias = (2 * e + d) if cfg.bias else 0
+    return 2 * d * e + conv + e * (r + 2 * n) + r * e + e + n * e + e + e * d + proj_bias
+
+
+def _dt_bias_init(cfg: MambaConfig):
+    """Inverse softplus of dt ~ exp(U(log dt_min, log dt_max)), clamped at dt_init_floor."""
+
+    def init(key, shape, dtype=jnp.float32):
+        u = jax.random.uniform(key, shape, jnp.float32)
+        dt = jnp.exp(u * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min))
+        dt = jnp.maximum(dt, cfg.dt_init_floor)
+        return (dt + jnp.log(-jnp.expm1(-dt))).astype(dtype)
+
+    return init
+
+
+class Mamba(nnx.Module):
+    """Unidirectional Mamba mixer, ``[B, L, D] -> [B, L, D]``, with step-by-step and chunked-state inference.
+
+    ``n_layer`` rescales ``out_proj`` by ``1/sqrt(n_layer)`` after its torch-default init, as mamba_ssm's
+    ``_init_weights`` does (one residual per layer). ``dtype`` is the matmul compute dtype (None: fp32);
+    parameters, the conv-state, the scan and the SSM state stay fp32.
+    """
+
+    def __init__(self, cfg: MambaConfig, *, n_layer: int = 1, dtype=None, scan_impl: Impl = "auto",
+                 rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.scan_impl = scan_impl
+        d, e = cfg.d_model, cfg.d_inner
+        self.in_proj = nnx.Linear(d, 2 * e, use_bias=cfg.bias, kernel_init=torch_default(d),
+                                  bias_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs)
+        self._make_branch("", rngs, dtype)
+        out_bound = 1.0 / math.sqrt(e) / math.sqrt(n_layer)  # kaiming_uniform(a=sqrt 5) then / sqrt(n_layer)
+        self.out_proj = nnx.Linear(e, d, use_bias=cfg.bias, kernel_init=uniform(out_bound),
+                                   bias_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs)
+
+    def _make_branch(self, suffix: str, rngs: nnx.Rngs, dtype) -> None:
+        cfg = self.cfg
+        e, n, r = cfg.d_inner, cfg.d_state, cfg.rank
+        setattr(self, f"conv1d{suffix}", CausalConv1d(e, cfg.d_conv, use_bias=cfg.conv_bias, rngs=rngs))
+        setattr(self, f"x_proj{suffix}", nnx.Linear(e, r + 2 * n, use_bias=False, kernel_init=torch_default(e),
+                                                    dtype=dtype, rngs=rngs))
+        setattr(self, f"dt_proj{suffix}", nnx.Linear(
+            r, e, use_bias=True, kernel_init=uniform(r ** -0.5 * cfg.dt_scale), bias_init=_dt_bias_init(cfg),
+            dtype=dtype, rngs=rngs))
+        a_log = jnp.log(jnp.broadcast_to(jnp.arange(1, n + 1, dtype=jnp.float32), (e, n)))  # S4D-real
+        a_name = "A_log" if not suffix else f"A{suffix}_log"
+        setattr(self, a_name, nnx.Param(a_log))
+        setattr(self, f"D{suffix}", nnx.Param(jnp.ones((e,), jnp.float32)))
+
+    def _branch(self, suffix: str):
+        a_name = "A_log" if not suffix else f"A{suffix}_log"
+        return (getattr(self, f"conv1d{suffix}"), getattr(self, f"x_proj{suffix}"),
+                getattr(self, f"dt_proj{suffix}"), getattr(self, a_name), getattr(self, f"D{suffix}"))
+
+    def _ssm_params(self, x_conv: Float[Array, "B L E"], suffix: str):
+        """From the conv output, the scan's (delta, B, C) and A, D, bias."""
+        cfg = self.cfg
+        _, x_proj, dt_proj, a_log, d_skip = self._branch(suffix)
+        x_dbl = x_proj(x_conv)  # [B, L, R + 2N]
+        r, n = cfg.rank, cfg.d_state
+        dt, b, c = x_dbl[..., :r], x_dbl[..., r:r + n], x_dbl[..., r + n:]
+        dt = dt @ dt_proj.kernel[...].astype(dt.dtype)  # [B, L, E]; bias goes into the scan
+        a = -jnp.exp(a_log[...].astype(jnp.float32))  # [E, N]
+        return dt, b, c, a, d_skip[...], dt_proj.bias[...]
+
+    def _inner(self, x: Float[Array, "B L E"], z: Float[Array, "B L E"], suffix: str, impl: Impl,
+               state: MambaState | None = None):
+        conv = self._branch(suffix)[0]
+        if state is None:
+            x_conv = conv(x)
+            new_conv = None
+        else:
+            x_conv, new_conv = conv.call_with_state(x, state.conv)
+        x_conv = jax.nn.silu(x_conv)
+        dt, b, c, a, d_skip, dt_bias = self._ssm_params(x_conv, suffix)
+        out = selective_scan(x_conv, dt, a, b, c, D=d_skip, z=z, delta_bias=dt_bias, delta_softplus=True,
+                             return_last_state=state is not None,
+                             initial_state=None if state is None else state.ssm, impl=impl)
+        if state is None:
+            return out, None
+        y, h = out
+        return y, MambaState(new_conv.astype(jnp.float32), h)
+
+    def _split(self, x: Float[Array, "B L D"]):
+        xz = self.in_proj(x)  # [B, L, 2E]
+        e = self.cfg.d_inner
+        return xz[..., :e], xz[..., e:]
+
+    def __call__(self, x: Float[Array, "B L D"], *, impl: Impl | None = None) -> Float[Array, "B L D"]:
+        xi, z = self._split(x)
+        y, _ = self._inner(xi, z, "", impl or self.scan_impl)
+        return self.out_proj(y)
+
+    # ---- recurrent inference -------------------------------------------------------------------------
+    def init_state(self, batch: int) -> MambaState:
+        cfg = self.cfg
+        return MambaState(jnp.zeros((batch, cfg.d_conv - 1, cfg.d_inner), jnp.float32),
+                          jnp.zeros((batch, cfg.d_inner, cfg.d_state), jnp.float32))
+
+    def call_with_state(self, x: Float[Array, "B L D"], state: MambaState, *, impl: Impl | None = None
+                        ) -> tuple[Float[Array, "B L D"], MambaState]:
+        """Process a piece of a longer sequence given the state after the previous piece."""
+        xi, z = self._split(x)
+        y, state = self._inner(xi, z, "", impl or self.scan_impl, state)
+        return self.out_proj(y), state
+
+    def step(self, x: Float[Array, "B D"], state: MambaState) -> tuple[Float[Array, "B D"], MambaState]:
+        """One time step without a scan: O(1) in the sequence length."""
+        xi, z = self._split(x)  # [B, E] each
+        x_conv, conv_state = self.conv1d.step(xi, state.conv)
+        x_conv = jax.nn.silu(x_conv)
+        dt, b, c, a, d_skip, dt_bias = self._ssm_params(x_conv, "")
+        f32 = jnp.float32
+        dt = jax.nn.softplus(dt.astype(f32) + dt_bias)  # [B, E]
+        xf = x_conv.astype(f32)
+        h = jnp.exp(dt[..., None] * a) * state.ssm + (dt * xf)[..., None] * b.astype(f32)[:, None, :]  # [B, E, N]
+        y = jnp.einsum("ben,bn->be", h, c.astype(f32)) + d_skip * xf
+        y = (y * jax.nn.silu(z.astype(f32))).astype(x.dtype)
+        return self.out_proj(y), MambaState(conv_state.astype(f32), h)
+
+
+class BiMambaV2(Mamba):
+    """Bidirectional v2 mixer: shared in_proj/out_proj/z, a second branch on the reversed sequence, averaged.
+
+    Parameter count 6·D² + 8·D·R + 220·D for expand 2, N 16, K 4 (MODELS.md 0.2).
+    """
+
+    def __init__(self, cfg: MambaConfig, *, n_layer: int = 1, dtype=None, scan_impl: Impl = "auto",
+                 rngs: nnx.Rngs):
+        super().__init__(cfg, n_layer=n_layer, dtype=dtype, scan_impl=scan_impl, rngs=rngs)
+        self._make_branch("_b", rngs, dtype)
+
+    def __call__(self, x: Float[Array, "B L D"], *, impl: Impl | None = None) -> Float[Array, "B L D"]:
+        impl = impl or self.scan_impl
+        xi, z = self._split(x)
+        y_f, _ = self._inner(xi, z, "", impl)
+        y_b, _ = self._inner(jnp.flip(xi, 1), jnp.flip(z, 1), "_b", impl)
+        return self.out_proj(0.5 * y_f + 0.5 * jnp.flip(y_b, 1))
+
+    def call_with_state(self, *args, **kwargs):
+        raise TypeError("BiMambaV2 is bidirectional: it has no streaming/step form (the reverse scan needs the "
+                        "whole sequence)")
+
+    step = call_with_state
+    init_state = call_with_state
