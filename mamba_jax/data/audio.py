@@ -1,0 +1,208 @@
+"""Audio file I/O for the data pipeline (soundfile in, librosa/soxr for resampling).
+
+Every loader returns a mono ``float32 [T]`` array in [-1, 1] at the requested rate. Each bad
+input raises an :class:`AudioError` subclass whose message names the file and says what to do:
+
+==========================  ===========================================================
+condition                   error
+==========================  ===========================================================
+NIST SPHERE header          :class:`SphereFileError` (convert with ``sph2pipe -f wav``)
+unreadable / corrupt        :class:`CorruptAudioError`
+zero samples                :class:`EmptyAudioError`
+all samples exactly zero    :class:`SilentAudioError`
+rate != requested           :class:`SampleRateError` when ``on_rate_mismatch="error"``
+more than one channel       :class:`ChannelError` when ``on_stereo="error"``
+missing corpus folder       :class:`MissingCorpusError` (see :func:`require_dir`)
+==========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import warnings
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+
+__all__ = [
+    "AudioError",
+    "ChannelError",
+    "CorruptAudioError",
+    "EmptyAudioError",
+    "MissingCorpusError",
+    "SampleRateError",
+    "SilentAudioError",
+    "SphereFileError",
+    "audio_info",
+    "is_sphere",
+    "load_audio",
+    "require_dir",
+    "resample",
+    "write_audio",
+]
+
+RatePolicy = Literal["resample", "error"]
+StereoPolicy = Literal["downmix", "error"]
+PathLike = str | os.PathLike
+
+SPHERE_MAGIC = b"NIST_1A"
+
+
+class AudioError(ValueError):
+    """Base class for a bad audio input; ``path`` is the offending file or folder."""
+
+    def __init__(self, path: PathLike, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class SphereFileError(AudioError):
+    """The file is NIST SPHERE (raw WSJ0 ``.wv1``/``.wv2``), usually shorten-compressed."""
+
+
+class CorruptAudioError(AudioError):
+    """soundfile could not open or decode the file."""
+
+
+class EmptyAudioError(AudioError):
+    """The file holds zero samples."""
+
+
+class SilentAudioError(AudioError):
+    """Every sample is exactly zero."""
+
+
+class SampleRateError(AudioError):
+    """The file's sample rate differs from the requested one and the policy is ``"error"``."""
+
+
+class ChannelError(AudioError):
+    """The file has more than one channel and the policy is ``"error"``."""
+
+
+class MissingCorpusError(AudioError, FileNotFoundError):
+    """A corpus folder the configuration points at does not exist."""
+
+
+def require_dir(path: PathLike, what: str) -> pathlib.Path:
+    """Return ``path`` as a Path, or raise :class:`MissingCorpusError` naming it and ``what``."""
+    p = pathlib.Path(path)
+    if not p.is_dir():
+        raise MissingCorpusError(
+            p, f"missing corpus folder ({what}); check the data root in the config "
+            "(root=None builds and uses the embedded synthetic corpus)")
+    return p
+
+
+def is_sphere(path: PathLike) -> bool:
+    """True when the file starts with the NIST SPHERE magic ``NIST_1A``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SPHERE_MAGIC)) == SPHERE_MAGIC
+    except OSError:
+        return False
+
+
+def _sphere_error(path: PathLike) -> SphereFileError:
+    return SphereFileError(
+        path, "NIST SPHERE file (raw WSJ0 is shorten-compressed SPHERE, which soundfile cannot "
+        "decode). Convert it first: `sph2pipe -f wav IN.wv1 OUT.wav` (keep the tree, "
+        "change the extension to .wav), as the wsj0-2mix scripts expect.")
+
+
+def audio_info(path: PathLike) -> tuple[int, int, int]:
+    """Read the header only: ``(frames, sample_rate, channels)``; raises like :func:`load_audio`."""
+    if not os.path.exists(path):
+        raise CorruptAudioError(path, "file does not exist")
+    if is_sphere(path):
+        raise _sphere_error(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+        raise CorruptAudioError(path, f"unreadable audio file ({e})") from e
+    return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample ``float32 [T] -> float32 [ceil(T * target_sr / orig_sr)]`` with librosa (soxr_hq)."""
+    if orig_sr == target_sr:
+        return x
+    import librosa  # imported lazily: it pulls numba/llvmlite in
+
+    y = librosa.resample(np.asarray(x, np.float32), orig_sr=orig_sr, target_sr=target_sr,
+                         res_type="soxr_hq")
+    return np.asarray(y, np.float32)
+
+
+def load_audio(
+    path: PathLike,
+    sample_rate: int | None,
+    *,
+    on_rate_mismatch: RatePolicy = "resample",
+    on_stereo: StereoPolicy = "downmix",
+    allow_silent: bool = False,
+) -> np.ndarray:
+    """Load a file as mono ``float32 [T]``.
+
+    Args:
+      path: audio file (any format libsndfile reads: wav, flac, ...).
+      sample_rate: requested rate; ``None`` keeps the file's rate.
+      on_rate_mismatch: ``"resample"`` (librosa soxr_hq) or ``"error"``.
+      on_stereo: ``"downmix"`` (channel mean, with a warning naming the file) or ``"error"``.
+      allow_silent: accept a file whose samples are all exactly zero.
+
+    Returns:
+      ``float32 [T]``; ``T`` is the resampled length when resampling happened.
+    """
+    if on_rate_mismatch not in ("resample", "error"):
+        raise ValueError(f"on_rate_mismatch must be 'resample' or 'error', got {on_rate_mismatch!r}")
+    if on_stereo not in ("downmix", "error"):
+        raise ValueError(f"on_stereo must be 'downmix' or 'error', got {on_stereo!r}")
+    if not os.path.exists(path):
+        raise CorruptAudioError(path, "file does not exist")
+    if os.path.getsize(path) == 0:
+        raise EmptyAudioError(path, "empty file (0 bytes)")
+    if is_sphere(path):
+        raise _sphere_error(path)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise CorruptAudioError(path, f"unreadable or corrupt audio file ({e})") from e
+    if data.shape[0] == 0:
+        raise EmptyAudioError(path, "audio file holds no samples")
+    if data.shape[1] > 1:
+        if on_stereo == "error":
+            raise ChannelError(path, f"{data.shape[1]} channels; expected mono "
+                               "(set on_stereo='downmix' to average the channels)")
+        warnings.warn(f"{path}: {data.shape[1]} channels, downmixed to mono by averaging",
+                      stacklevel=2)
+    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if not allow_silent and not np.any(x):
+        raise SilentAudioError(path, "every sample is zero (silent file)")
+    if sample_rate is not None and sr != sample_rate:
+        if on_rate_mismatch == "error":
+            raise SampleRateError(path, f"sample rate {sr} Hz, expected {sample_rate} Hz "
+                                  "(set on_rate_mismatch='resample' to convert on load)")
+        x = resample(x, sr, sample_rate)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
+    """Length soxr produces when resampling ``frames`` samples (``ceil(frames * t / o)``)."""
+    if orig_sr == target_sr:
+        return frames
+    return int(math.ceil(frames * target_sr / orig_sr))
+
+
+def write_audio(path: PathLike, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write mono ``float32 [T]`` as PCM_16 (``int16(round(2**15 x))``, as wsj0-2mix) or FLAC.
+
+    The format follows the extension (``.wav`` or ``.flac``); parents are created.
+    """
+    p = pathlib.Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    q = np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    sf.write(str(p), q, sample_rate, subtype=subtype)
