@@ -10,7 +10,7 @@ but channels-last. With ``E`` channels and ``N`` states, for every batch row and
 
 A is ``[E, N]`` (already negative: ``A = -exp(A_log)``). B and C are ``[B, L, N]``, or grouped
 ``[B, L, G, N]`` where channel ``e`` uses group ``e // (E / G)``. The state and every accumulation are
-fp32 whatever the input dtype; the output takes ``u``'s dtype; the last state is fp32 ``[B, E, N]``.
+fp32 for fp32/bf16/fp16 inputs (float64 inputs compute in float64); the output takes ``u``'s dtype; the last state is fp32 ``[B, E, N]``.
 
 Implementations (``impl``):
 
@@ -37,6 +37,7 @@ from mamba_jax.typing import Array, Float
 Impl = Literal["auto", "sequential", "associative", "pallas"]
 IMPLS = ("auto", "sequential", "associative", "pallas")
 
+_HI = jax.lax.Precision.HIGHEST  # no TF32 in the state contraction
 _DEFAULT_CHUNK = {"sequential": 64, "associative": 128}
 
 
@@ -89,7 +90,7 @@ def _chunk_step_sequential(h, xs, A):
     def step(h, x):
         dt, dtu, bt, ct = x
         h = jnp.exp(dt[..., None] * A) * h + dtu[..., None] * bt[:, :, None, :]  # [B, G, Eg, N]
-        y = jnp.einsum("bgen,bgn->bge", h, ct)  # [B, G, Eg]
+        y = jnp.einsum("bgen,bgn->bge", h, ct, precision=_HI)  # [B, G, Eg]
         return h, y
 
     return jax.lax.scan(step, h, (dt_c, dtu_c, b_c, c_c))
@@ -107,7 +108,7 @@ def _chunk_step_associative(h, xs, A):
         return q[0] * p[0], q[0] * p[1] + q[1]
 
     _, hs = jax.lax.associative_scan(combine, (da, dbu), axis=0)  # [T, B, G, Eg, N]
-    y = jnp.einsum("tbgen,tbgn->tbge", hs, c_c)  # [T, B, G, Eg]
+    y = jnp.einsum("tbgen,tbgn->tbge", hs, c_c, precision=_HI)  # [T, B, G, Eg]
     return hs[-1], y
 
 
@@ -169,7 +170,8 @@ def selective_scan(
     bsz, l, e = u.shape
     n = A.shape[1]
     eg = e // g
-    f32 = jnp.float32
+    # fp32 state and accumulation for fp32/bf16/fp16 inputs; float64 inputs (x64 gradient checks) stay float64.
+    f32 = jnp.promote_types(jnp.float32, u.dtype)
     uf = u.astype(f32)
     dt = delta.astype(f32)
     if delta_bias is not None:

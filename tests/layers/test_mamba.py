@@ -1,0 +1,144 @@
+"""Mamba / BiMamba-v2 mixers and stacks against a float64 numpy model of mamba_ssm's forward pass."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mamba_jax.layers.blocks import DualStack, MambaStack
+from mamba_jax.layers.mamba import BiMambaV2, Mamba, MambaConfig, mamba_param_count
+
+
+def n_params(module) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def p(module, name):
+    return np.asarray(getattr(module, name)[...], np.float64)
+
+
+def np_inner(x, z, conv, x_proj, dt_proj, a_log, d_skip, rank, n):
+    """silu(causal conv) -> x_proj -> dt_proj -> scan with z gating; float64, loops over time."""
+    b, l, e = x.shape
+    w = np.asarray(conv.weight[...], np.float64)  # [K, E]
+    k = w.shape[0]
+    xp = np.concatenate([np.zeros((b, k - 1, e)), x], axis=1)
+    xc = sum(w[i] * xp[:, i:i + l] for i in range(k)) + np.asarray(conv.bias[...], np.float64)
+    xc = xc / (1 + np.exp(-xc))
+    dbl = xc @ np.asarray(x_proj.kernel[...], np.float64)
+    dt = dbl[..., :rank] @ np.asarray(dt_proj.kernel[...], np.float64) + np.asarray(dt_proj.bias[...], np.float64)
+    dt = np.log1p(np.exp(dt))
+    bs, cs = dbl[..., rank:rank + n], dbl[..., rank + n:]
+    a = -np.exp(np.asarray(a_log[...], np.float64))
+    h = np.zeros((b, e, n))
+    y = np.zeros((b, l, e))
+    for t in range(l):
+        h = np.exp(dt[:, t, :, None] * a) * h + (dt[:, t] * xc[:, t])[..., None] * bs[:, t, None, :]
+        y[:, t] = np.einsum("ben,bn->be", h, cs[:, t]) + np.asarray(d_skip[...], np.float64) * xc[:, t]
+    return y * z / (1 + np.exp(-z))
+
+
+def np_mixer(m, x, bidirectional):
+    cfg = m.cfg
+    xz = x @ np.asarray(m.in_proj.kernel[...], np.float64)
+    xi, z = xz[..., :cfg.d_inner], xz[..., cfg.d_inner:]
+    y = np_inner(xi, z, m.conv1d, m.x_proj, m.dt_proj, m.A_log, m.D, cfg.rank, cfg.d_state)
+    if bidirectional:
+        yb = np_inner(xi[:, ::-1], z[:, ::-1], m.conv1d_b, m.x_proj_b, m.dt_proj_b, m.A_b_log, m.D_b, cfg.rank,
+                      cfg.d_state)[:, ::-1]
+        y = 0.5 * y + 0.5 * yb
+    return y @ np.asarray(m.out_proj.kernel[...], np.float64)
+
+
+@pytest.mark.parametrize("cls", [Mamba, BiMambaV2])
+def test_mixer_matches_numpy_model(cls):
+    cfg = MambaConfig(d_model=24)
+    m = cls(cfg, rngs=nnx.Rngs(0), scan_impl="sequential")
+    x = jax.random.normal(jax.random.key(1), (2, 19, 24))
+    ref = np_mixer(m, np.asarray(x, np.float64), cls is BiMambaV2)
+    got = np.asarray(m(x), np.float64)
+    assert np.max(np.abs(got - ref)) / np.max(np.abs(ref)) < 1e-5
+
+
+@pytest.mark.parametrize("d", [24, 128, 144, 256, 512])
+def test_parameter_counts(d):
+    r = math.ceil(d / 16)
+    di = 2 * d
+    formula = 2 * d * di + 5 * di + di * (r + 32) + r * di + di + 16 * di + di + di * d  # MODELS.md 0.1
+    cfg = MambaConfig(d_model=d)
+    assert mamba_param_count(cfg) == formula
+    abstract = nnx.eval_shape(lambda: Mamba(cfg, rngs=nnx.Rngs(0)))
+    assert n_params(abstract) == formula
+    v2 = nnx.eval_shape(lambda: BiMambaV2(cfg, rngs=nnx.Rngs(0)))
+    assert n_params(v2) == 6 * d * d + 8 * d * r + 220 * d  # MODELS.md 0.2
+
+
+def test_initialisation_follows_mamba_ssm():
+    cfg = MambaConfig(d_model=64)
+    m = Mamba(cfg, n_layer=4, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(p(m, "A_log"), np.log(np.tile(np.arange(1, 17), (128, 1))), rtol=1e-6)
+    np.testing.assert_array_equal(p(m, "D"), 1.0)
+    dt = np.log1p(np.exp(np.asarray(m.dt_proj.bias[...], np.float64)))
+    assert dt.min() >= 1e-3 * 0.999 and dt.max() <= 0.1 * 1.001
+    assert np.log(dt).std() > 0.5  # log-uniform over two decades, not a constant
+    assert np.abs(np.asarray(m.dt_proj.kernel[...])).max() <= cfg.rank ** -0.5
+    out_bound = 1 / math.sqrt(128) / math.sqrt(4)
+    w = np.abs(np.asarray(m.out_proj.kernel[...]))
+    assert w.max() <= out_bound and w.max() > 0.9 * out_bound
+
+
+@pytest.mark.parametrize("cls", [Mamba, MambaStack])
+def test_causality_exact_zero_gradient(cls):
+    cfg = MambaConfig(d_model=16)
+    m = Mamba(cfg, rngs=nnx.Rngs(0)) if cls is Mamba else MambaStack(cfg, 2, norm="layer", rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (1, 12, 16))
+    w = jax.random.normal(jax.random.key(1), (16,))  # a projection: a sum over a LayerNorm output is constant
+    jac = jax.jacrev(lambda v: m(v)[0] @ w)(x)[:, 0]  # [T_out, T_in, D]
+    mag = np.abs(np.asarray(jac)).sum(-1)
+    future = np.triu(np.ones((12, 12), bool), k=1)  # s > t
+    assert np.all(mag[future] == 0.0)
+    assert np.all(mag[~future] > 0.0)
+
+
+def test_step_and_chunked_calls_equal_full_call():
+    cfg = MambaConfig(d_model=16)
+    stack = MambaStack(cfg, 3, norm="rms", rngs=nnx.Rngs(2))
+    x = jax.random.normal(jax.random.key(3), (2, 23, 16))
+    full = stack(x)
+    step = jax.jit(lambda xt, st: stack.step(xt, st))
+    states, ys = stack.init_state(2), []
+    for t in range(x.shape[1]):
+        y, states = step(x[:, t], states)
+        ys.append(y)
+    np.testing.assert_allclose(jnp.stack(ys, 1), full, atol=1e-5, rtol=1e-5)
+    states, pieces, start = stack.init_state(2), [], 0
+    for size in (1, 7, 2, 13):
+        y, states = stack.call_with_state(x[:, start:start + size], states)
+        pieces.append(y)
+        start += size
+    np.testing.assert_allclose(jnp.concatenate(pieces, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_dual_stack_combines_independent_directions():
+    cfg = MambaConfig(d_model=8)
+    x = jax.random.normal(jax.random.key(0), (1, 9, 8))
+    summed = DualStack(cfg, 2, combine="sum", rngs=nnx.Rngs(0))
+    f, b = summed.forward(x), jnp.flip(summed.backward(jnp.flip(x, 1)), 1)
+    np.testing.assert_allclose(summed(x), f + b, atol=1e-6)
+    assert n_params(summed) == 2 * n_params(summed.forward)
+    cat = DualStack(cfg, 1, combine="concat", norm="rms", rngs=nnx.Rngs(0))
+    assert cat(x).shape == (1, 9, 16)
+    # The backward stack really sees the future: output at t=0 depends on the last input.
+    g = jax.grad(lambda v: summed(v)[0, 0].sum())(x)
+    assert np.abs(np.asarray(g[0, -1])).sum() > 0
+
+
+def test_bidirectional_mixer_refuses_streaming():
+    m = BiMambaV2(MambaConfig(d_model=8), rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="bidirectional"):
+        m.init_state(1)
