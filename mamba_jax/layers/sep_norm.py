@@ -1,0 +1,77 @@
+"""Normalisations and activations of the separation models (SpeechBrain / TF-GridNet flavours), channels-last.
+
+All statistics are biased variances computed in fp32; ``eps`` is added to the variance (inside the sqrt).
+
+* ``GroupNorm1``: torch ``GroupNorm(1, C)``: one mean/var over every non-batch axis (for a 4-D dual-path
+  tensor that is the whole utterance), per-channel affine. Keys ``weight [C]``, ``bias [C]``.
+* ``ChannelLayerNorm``: SpeechBrain ``ChannelwiseLayerNorm`` (cLN) and TF-GridNet ``LayerNormalization4D``:
+  per-frame statistics over the channel axis. Keys ``gamma [C]``, ``beta [C]`` (torch stores ``[1,1,C]`` /
+  ``[1,C,1,1]``).
+* ``ChannelFreqLayerNorm``: TF-GridNet ``LayerNormalization4DCF``: statistics over channels *and*
+  frequency for each (batch, frame); affine ``gamma/beta [C, F]`` (torch ``[1, C, 1, F]``).
+* ``PReLU``: torch ``nn.PReLU()`` with a single slope, init 0.25. Key ``weight [1]``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mamba_jax.typing import Array, Float
+
+
+def _normalise(x: jax.Array, axes: tuple[int, ...], eps: float) -> jax.Array:
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(xf - mean), axis=axes, keepdims=True)
+    return (xf - mean) * jax.lax.rsqrt(var + eps)
+
+
+class GroupNorm1(nnx.Module):
+    """``GroupNorm(1, C)`` on ``[B, ..., C]``: statistics over all axes but the batch."""
+
+    def __init__(self, channels: int, *, eps: float = 1e-8):
+        self.eps = eps
+        self.weight = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+
+    def __call__(self, x: Float[Array, "B *S C"]) -> Float[Array, "B *S C"]:
+        y = _normalise(x, tuple(range(1, x.ndim)), self.eps) * self.weight[...] + self.bias[...]
+        return y.astype(x.dtype)
+
+
+class ChannelLayerNorm(nnx.Module):
+    """Per-position LayerNorm over the last (channel) axis with ``gamma``/``beta`` (cLN, LayerNormalization4D)."""
+
+    def __init__(self, channels: int, *, eps: float):
+        self.eps = eps
+        self.gamma = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.beta = nnx.Param(jnp.zeros((channels,), jnp.float32))
+
+    def __call__(self, x: Float[Array, "*S C"]) -> Float[Array, "*S C"]:
+        return (_normalise(x, (-1,), self.eps) * self.gamma[...] + self.beta[...]).astype(x.dtype)
+
+
+class ChannelFreqLayerNorm(nnx.Module):
+    """LayerNormalization4DCF on ``[B, T, F, C]``: statistics over (F, C) per frame; affine ``[C, F]``."""
+
+    def __init__(self, channels: int, n_freqs: int, *, eps: float = 1e-5):
+        self.eps = eps
+        self.gamma = nnx.Param(jnp.ones((channels, n_freqs), jnp.float32))
+        self.beta = nnx.Param(jnp.zeros((channels, n_freqs), jnp.float32))
+
+    def __call__(self, x: Float[Array, "B T F C"]) -> Float[Array, "B T F C"]:
+        y = _normalise(x, (-2, -1), self.eps) * self.gamma[...].T + self.beta[...].T  # affine [F, C]
+        return y.astype(x.dtype)
+
+
+class PReLU(nnx.Module):
+    """torch ``nn.PReLU()``: ``max(0, x) + a * min(0, x)`` with one learnable ``a`` (init 0.25)."""
+
+    def __init__(self, init: float = 0.25):
+        self.weight = nnx.Param(jnp.full((1,), init, jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        a = self.weight[...].astype(x.dtype)
+        return jnp.where(x >= 0, x, a * x)
