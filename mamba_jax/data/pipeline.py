@@ -1,0 +1,339 @@
+"""grain pipelines for separation and ASR: deterministic order, sharding, workers, padding, resume.
+
+Order and randomness. A pipeline is ``MapDataset.range(n_epoch * epochs)`` sliced
+``[process_index::process_count]`` and mapped by an item function. Global index ``g`` is item
+``pos = g % n_epoch`` of epoch ``e = g // n_epoch``; with shuffling, ``pos`` goes through the
+permutation drawn from ``(seed, e)``. Crops, dynamic mixing and speed perturbation draw from
+``item_rng(seed, e, pos)``. Everything is therefore a pure function of ``(seed, epoch, index)``:
+resuming from a saved iterator state (just ``next_index``), changing ``num_workers``, or
+rebuilding the dataset gives the same batches. Training streams repeat forever (slicing the
+endless stream keeps hosts in lock step); valid/test are one unshuffled pass.
+
+Sharding. ``process_index::process_count`` over global indices: within every epoch the shards
+are disjoint and together cover it (sizes differ by at most one when ``n_epoch % P != 0``).
+
+Workers. ``cfg.num_workers > 0`` adds ``mp_prefetch`` before batching; grain's workers take
+elements ``w::W`` and are read round robin, so batches are identical to ``num_workers=0``.
+``mp_prefetch`` reads absl flags (they are marked parsed here if needed) and its worker processes
+re-import ``__main__``: keep scripts under ``if __name__ == "__main__"``, and ``close()`` iterators.
+
+Batches. Items are zero-padded on the right to the longest in the batch (or to the training
+segment when one is set, so shapes are static) and come with their true lengths.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import grain
+import ml_collections
+import numpy as np
+
+from mamba_jax.data import mixing
+from mamba_jax.data.config import validate
+from mamba_jax.data.libri import LibriMixSource, LibriSpeechSource
+from mamba_jax.data.wsj0 import SPLIT_DIRS, Wsj0MixSource, Wsj0PoolSource, resolve_wsj0mix_root
+
+__all__ = ["asr_dataset", "collate_asr", "collate_separation", "epoch_permutation",
+           "separation_dataset", "steps_per_epoch"]
+
+SPLITS = ("train", "valid", "test")
+DEFAULT_DM_EPOCH = 20000  # SB and SepMamba: 20,000 mixtures per epoch
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The shuffle order of epoch ``epoch``: ``int64 [n]``, a pure function of (seed, epoch)."""
+    return np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, 0x5EED])
+                                 ).permutation(n)
+
+
+class _Order:
+    """Global index -> ``(epoch, pos, item)``; ``item`` indexes the underlying ``keep`` list."""
+
+    def __init__(self, keep: np.ndarray, n_epoch: int, seed: int, shuffle: bool):
+        self.keep, self.n_epoch, self.seed, self.shuffle = keep, n_epoch, seed, shuffle
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, g: int) -> tuple[int, int, int]:
+        epoch, pos = divmod(int(g), self.n_epoch)
+        if not self.shuffle:
+            return epoch, pos, int(self.keep[pos])
+        perm = self._cache.get(epoch)
+        if perm is None:
+            perm = epoch_permutation(self.seed, epoch, len(self.keep))
+            self._cache = {epoch: perm}  # one epoch at a time is enough for a stream
+        return epoch, pos, int(self.keep[perm[pos]])
+
+
+class _StaticSeparation:
+    """Map ``g -> {"mix": [T], "sources": [S, T]}`` from a static source (wsj0-2mix, LibriMix)."""
+
+    def __init__(self, source, order: _Order, seed: int, segment: int | None, speed: bool):
+        self.source, self.order, self.seed, self.segment, self.speed = source, order, seed, segment, speed
+
+    def __call__(self, g: int) -> dict:
+        epoch, pos, i = self.order(g)
+        item = self.source[i]
+        mix, srcs = item["mix"], item["sources"]
+        if self.segment is not None and len(mix) > self.segment:
+            rng = mixing.item_rng(self.seed, epoch, pos, mixing.STREAM_CROP)
+            start = int(rng.integers(0, len(mix) - self.segment + 1))
+            mix, srcs = mix[start:start + self.segment], srcs[:, start:start + self.segment]
+        if self.speed:
+            rng = mixing.item_rng(self.seed, epoch, pos, mixing.STREAM_SPEED)
+            out, _ = mixing.speed_perturb_sources(list(srcs), rng)
+            srcs = np.stack(out)
+            mix = srcs.sum(0)
+        return {"mix": mix.astype(np.float32), "sources": srcs.astype(np.float32)}
+
+
+class _DynamicSeparation:
+    """Map ``g -> {"mix", "sources"}`` by dynamic mixing from a WSJ0 pool (either recipe)."""
+
+    def __init__(self, pool: Wsj0PoolSource, order: _Order, seed: int, recipe: str,
+                 num_sources: int, segment: int | None, speed: bool):
+        self.pool, self.order, self.seed, self.recipe = pool, order, seed, recipe
+        self.num_sources, self.segment, self.speed = num_sources, segment, speed
+
+    def __call__(self, g: int) -> dict:
+        epoch, pos, _ = self.order(g)
+        rng = mixing.item_rng(self.seed, epoch, pos, mixing.STREAM_MIX)
+        srng = mixing.item_rng(self.seed, epoch, pos, mixing.STREAM_SPEED) if self.speed else None
+        if self.recipe == "speechbrain":
+            r = mixing.mix_speechbrain(rng, self.pool.speaker_files, self.pool.load,
+                                       num_sources=self.num_sources, segment=self.segment,
+                                       speed_rng=srng)
+        else:
+            r = mixing.mix_sepmamba(rng, len(self.pool), self.pool.load,
+                                    sample_rate=self.pool.sample_rate,
+                                    num_sources=self.num_sources,
+                                    segment=self.segment if self.segment else 4 * self.pool.sample_rate,
+                                    speed_rng=srng)
+        return {"mix": r.mix, "sources": r.sources}
+
+
+class _Asr:
+    """Map ``g -> {"wave": [T], "text": str, "id": str}`` from LibriSpeech."""
+
+    def __init__(self, source: LibriSpeechSource, order: _Order, seed: int, speed: bool):
+        self.source, self.order, self.seed, self.speed = source, order, seed, speed
+
+    def __call__(self, g: int) -> dict:
+        epoch, pos, i = self.order(g)
+        item = dict(self.source[i])
+        if self.speed:
+            rng = mixing.item_rng(self.seed, epoch, pos, mixing.STREAM_SPEED)
+            item["wave"] = mixing.speed_perturb(item["wave"], int(rng.choice(mixing.SPEEDS)))
+        return item
+
+
+def _pad_len(lengths: Sequence[int], pad_to: int | None, multiple: int) -> int:
+    t = max(lengths)
+    if pad_to is not None:
+        t = max(t, pad_to)
+    return -(-t // multiple) * multiple
+
+
+def collate_separation(items: Sequence[dict], *, pad_to: int | None = None,
+                       multiple: int = 1) -> dict:
+    """Items -> ``{"mix": f32 [B, T], "sources": f32 [B, S, T], "lengths": i32 [B]}``, zero-padded."""
+    lengths = [len(it["mix"]) for it in items]
+    t = _pad_len(lengths, pad_to, multiple)
+    s = items[0]["sources"].shape[0]
+    mix = np.zeros((len(items), t), np.float32)
+    src = np.zeros((len(items), s, t), np.float32)
+    for b, it in enumerate(items):
+        mix[b, :lengths[b]] = it["mix"]
+        src[b, :, :lengths[b]] = it["sources"]
+    return {"mix": mix, "sources": src, "lengths": np.asarray(lengths, np.int32)}
+
+
+def collate_asr(items: Sequence[dict], *, multiple: int = 1) -> dict:
+    """Items -> ``{"wave": f32 [B, T], "wave_lengths": i32 [B], "text": str [B], "ids": str [B]}``."""
+    lengths = [len(it["wave"]) for it in items]
+    t = _pad_len(lengths, None, multiple)
+    wave = np.zeros((len(items), t), np.float32)
+    for b, it in enumerate(items):
+        wave[b, :lengths[b]] = it["wave"]
+    return {"wave": wave, "wave_lengths": np.asarray(lengths, np.int32),
+            "text": np.asarray([it["text"] for it in items], dtype=object),
+            "ids": np.asarray([it["id"] for it in items], dtype=object)}
+
+
+def _root(cfg: ml_collections.ConfigDict) -> pathlib.Path:
+    if cfg.root is None:
+        from mamba_jax.data.synthetic import ensure_corpus
+        return ensure_corpus()
+    return pathlib.Path(cfg.root)
+
+
+def _seconds(cfg: ml_collections.ConfigDict, split: str) -> int | None:
+    sec = cfg.segment_seconds if split == "train" else cfg.eval_segment_seconds
+    return None if sec is None else int(round(sec * cfg.sample_rate))
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def _separation_source(cfg: ml_collections.ConfigDict, split: str):
+    root = _root(cfg)
+    common = dict(sample_rate=cfg.sample_rate, mode=cfg.mode, num_sources=cfg.num_sources,
+                  on_rate_mismatch=cfg.on_rate_mismatch)
+    if cfg.corpus == "librimix":
+        name = {"train": cfg.librimix_train, "valid": cfg.librimix_valid, "test": cfg.librimix_test}
+        return LibriMixSource(root, name[split], mixture=cfg.librimix_mixture, **common)
+    if cfg.corpus in ("wsj0-2mix", "wsj0-dm"):
+        return Wsj0MixSource(root, SPLIT_DIRS[split], list_file=None if cfg.mix_lists == "none"
+                             else "auto", **common)
+    raise ValueError(f"corpus {cfg.corpus!r} is not a separation corpus")
+
+
+def _dm_epoch(cfg: ml_collections.ConfigDict) -> int:
+    if cfg.items_per_epoch is not None:
+        return int(cfg.items_per_epoch)
+    try:  # the static tr count, as the recipes define an epoch (20,000 for wsj0-2mix)
+        return len(Wsj0MixSource(_root(cfg), "tr", sample_rate=cfg.sample_rate, mode=cfg.mode,
+                                 num_sources=cfg.num_sources, list_file=None))
+    except (OSError, ValueError):
+        return DEFAULT_DM_EPOCH
+
+
+def _finish(ds: grain.MapDataset, cfg: ml_collections.ConfigDict, batch_size: int,
+            drop_remainder: bool, batch_fn) -> grain.IterDataset:
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(int(cfg.read_threads), 0),
+                                              prefetch_buffer_size=max(2 * batch_size, 4)))
+    if cfg.num_workers > 0:
+        from absl import flags
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
+                                                         per_worker_buffer_size=2))
+    return it.batch(batch_size, drop_remainder=drop_remainder, batch_fn=batch_fn)
+
+
+def _range(n_epoch: int, num_epochs: int | None, process_index: int,
+           process_count: int) -> grain.MapDataset:
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    total = sys.maxsize if num_epochs is None else n_epoch * int(num_epochs)
+    return grain.MapDataset.range(total)[process_index::process_count]
+
+
+def separation_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, seed: int,
+                       process_index: int = 0, process_count: int = 1,
+                       drop_remainder: bool = True, num_epochs: int | None = None,
+                       shuffle: bool | None = None, pad_multiple: int = 1) -> grain.IterDataset:
+    """Separation batches ``{"mix": f32 [B, T], "sources": f32 [B, S, T], "lengths": i32 [B]}``.
+
+    Args:
+      cfg: :func:`mamba_jax.data.config.data_config`.
+      split: ``train`` (shuffled, endless unless ``num_epochs``; dynamic mixing, crops and speed
+        perturbation per the config) or ``valid``/``test`` (cv/tt: one ordered pass, full length
+        unless ``eval_segment_seconds``).
+      batch_size: per-process batch size B.
+      seed: drives shuffling, crops and mixing with the epoch and index.
+      process_index, process_count: this host's shard.
+      drop_remainder: drop a final partial batch (``False`` pads nothing extra: B is smaller).
+      num_epochs: passes over the data; ``None`` = endless for train, 1 for valid/test.
+      shuffle: override the default (train only).
+      pad_multiple: round padded T up to a multiple of this.
+
+    Returns:
+      A grain ``IterDataset``; ``iter(ds)`` has ``get_state``/``set_state`` and works with
+      ``grain.checkpoint.CheckpointSave/Restore``.
+    """
+    validate(cfg)
+    _check_split(split)
+    train = split == "train"
+    segment = _seconds(cfg, split)
+    shuffle = train if shuffle is None else shuffle
+    num_epochs = (None if train else 1) if num_epochs is None else num_epochs
+    dynamic = train and (cfg.dynamic_mixing or cfg.corpus == "wsj0-dm")
+    if dynamic:
+        if cfg.corpus not in ("wsj0-2mix", "wsj0-dm"):
+            raise ValueError("dynamic mixing draws from the raw-WSJ0 pool: corpus must be "
+                             "'wsj0-2mix' or 'wsj0-dm'")
+        from mamba_jax.data.wsj0 import resolve_wsj0_root
+        pool_root = cfg.wsj0_root if cfg.wsj0_root is not None else _root(cfg)
+        pool = Wsj0PoolSource(resolve_wsj0_root(pool_root), cfg.wsj0_subsets.split(","),
+                              sample_rate=cfg.sample_rate, on_rate_mismatch=cfg.on_rate_mismatch)
+        n_epoch = _dm_epoch(cfg)
+        order = _Order(np.arange(n_epoch), n_epoch, seed, shuffle=False)
+        fn = _DynamicSeparation(pool, order, seed, cfg.dm_recipe, cfg.num_sources, segment,
+                                cfg.speed_perturb)
+    else:
+        source = _separation_source(cfg, split)
+        keep = np.arange(len(source))
+        if train and cfg.drop_shorter and segment is not None:
+            keep = np.flatnonzero(source.lengths() >= segment)
+            if keep.size == 0:
+                raise ValueError(f"drop_shorter: no {split} item is at least {segment} samples")
+        n_epoch = len(keep) if cfg.items_per_epoch is None or not train else min(
+            len(keep), int(cfg.items_per_epoch))
+        order = _Order(keep, n_epoch, seed, shuffle)
+        fn = _StaticSeparation(source, order, seed, segment, train and cfg.speed_perturb)
+    pad_to = None
+    if train and segment is not None:  # static training shapes; speed 105% lengthens items
+        pad_to = -(-segment * (max(mixing.SPEEDS) if cfg.speed_perturb else 100) // 100)
+    ds = _range(n_epoch, num_epochs, process_index, process_count).map(fn)
+    return _finish(ds, cfg, batch_size, drop_remainder,
+                   functools.partial(collate_separation, pad_to=pad_to, multiple=pad_multiple))
+
+
+def asr_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, seed: int,
+                process_index: int = 0, process_count: int = 1, drop_remainder: bool = True,
+                num_epochs: int | None = None, shuffle: bool | None = None,
+                pad_multiple: int = 1) -> grain.IterDataset:
+    """ASR batches ``{"wave": f32 [B, T], "wave_lengths": i32 [B], "text": str [B], "ids": str [B]}``.
+
+    LibriSpeech splits come from ``cfg.librispeech_{train,valid,test}`` (comma-separated folder
+    names). Texts are the transcript strings (tokenisation happens in the model code). Speed
+    perturbation (train, ``cfg.speed_perturb``) picks one speed in {95, 100, 105}% per utterance.
+    Other arguments as :func:`separation_dataset`.
+    """
+    validate(cfg)
+    _check_split(split)
+    if cfg.corpus != "librispeech":
+        raise ValueError(f"asr_dataset needs corpus='librispeech', got {cfg.corpus!r}")
+    train = split == "train"
+    names = {"train": cfg.librispeech_train, "valid": cfg.librispeech_valid,
+             "test": cfg.librispeech_test}[split]
+    source = LibriSpeechSource(_root(cfg), names.split(","), sample_rate=cfg.sample_rate,
+                               on_rate_mismatch=cfg.on_rate_mismatch)
+    shuffle = train if shuffle is None else shuffle
+    num_epochs = (None if train else 1) if num_epochs is None else num_epochs
+    keep = np.arange(len(source))
+    n_epoch = len(keep) if cfg.items_per_epoch is None or not train else min(
+        len(keep), int(cfg.items_per_epoch))
+    order = _Order(keep, n_epoch, seed, shuffle)
+    ds = _range(n_epoch, num_epochs, process_index, process_count).map(
+        _Asr(source, order, seed, train and cfg.speed_perturb))
+    return _finish(ds, cfg, batch_size, drop_remainder,
+                   functools.partial(collate_asr, multiple=pad_multiple))
+
+
+def steps_per_epoch(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int,
+                    process_count: int = 1, drop_remainder: bool = True) -> int:
+    """Batches per host in one epoch of ``split`` (shard 0, the largest shard)."""
+    _check_split(split)
+    train = split == "train"
+    if cfg.corpus == "librispeech":
+        names = {"train": cfg.librispeech_train, "valid": cfg.librispeech_valid,
+                 "test": cfg.librispeech_test}[split]
+        n = len(LibriSpeechSource(_root(cfg), names.split(","), sample_rate=cfg.sample_rate))
+    elif train and (cfg.dynamic_mixing or cfg.corpus == "wsj0-dm"):
+        n = _dm_epoch(cfg)
+    else:
+        src = _separation_source(cfg, split)
+        n = len(src)
+        if train and cfg.drop_shorter and cfg.segment_seconds is not None:
+            n = int(np.sum(src.lengths() >= _seconds(cfg, split)))
+    if train and cfg.items_per_epoch is not None:
+        n = min(n, int(cfg.items_per_epoch))
+    per_host = -(-n // process_count)
+    return per_host // batch_size if drop_remainder else -(-per_host // batch_size)
