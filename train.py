@@ -1,0 +1,32 @@
+"""Train a mamba-jax model.
+
+    python train.py --config configs/sepmamba_s.py --workdir runs/sepmamba_s [--config.train.num_steps=1000]
+    python train.py --config configs/sepmamba_s.py:smoke --workdir /tmp/smoke
+
+Re-running the same command resumes from the latest checkpoint in ``--workdir``. Overrides are type-checked
+and unknown fields are errors (``lock_config``). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+JAX_PROCESS_ID (see mamba_jax/training/distributed.py).
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :ARG.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from mamba_jax.training.loop import train_and_evaluate
+
+    metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if metrics:
+        print("final:", ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+
+
+if __name__ == "__main__":
+    app.run(main)
