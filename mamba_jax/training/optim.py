@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -36,8 +37,9 @@ def set_learning_rate(opt_state, lr: float | object):
     """Returns ``opt_state`` with the injected learning rate replaced (works through chain/MultiSteps)."""
 
     def visit(s):
-        if isinstance(s, optax.InjectHyperparamsState):
-            return s._replace(hyperparams={**s.hyperparams, "learning_rate": lr})
+        if hasattr(s, "_fields") and "hyperparams" in s._fields and "learning_rate" in s.hyperparams:
+            old = s.hyperparams["learning_rate"]
+            return s._replace(hyperparams={**s.hyperparams, "learning_rate": jnp.asarray(lr, old.dtype)})
         if isinstance(s, optax.MultiStepsState):
             return s._replace(inner_opt_state=visit(s.inner_opt_state))
         if isinstance(s, tuple) and not hasattr(s, "_fields"):
