@@ -21,7 +21,7 @@ Implementations (``impl``):
 * ``"associative"``: the same chunking, with ``lax.associative_scan`` inside each chunk (O(log chunk)
   depth; the form that suits TPUs and wide CPUs).
 * ``"pallas"``: the fused Pallas GPU kernel in ``kernels/selective_scan`` (interpret mode off GPU).
-* ``"auto"``: ``"pallas"`` on GPU, ``"associative"`` elsewhere.
+* ``"auto"``: ``"pallas"`` on GPU, ``"associative"`` on TPU, ``"sequential"`` on CPU.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _resolve_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"selective_scan: impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        return "pallas" if jax.default_backend() == "gpu" else "associative"
+        # Measured on CPU (BENCHMARKS.md): sequential beats associative 2x forward, 5x forward+backward.
+        return {"gpu": "pallas", "tpu": "associative"}.get(jax.default_backend(), "sequential")
     return impl
 
 
