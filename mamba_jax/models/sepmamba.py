@@ -1,0 +1,193 @@
+"""SepMamba: a waveform U-Net with bidirectional Mamba layers (and its causal variant).
+
+Paper: Avenstrup et al., "SepMamba: State-space models for speaker separation using Mamba",
+arXiv 2410.20997 (ICASSP 2025); code itsmeeandrew/SepMamba ``src/models/SepMamba.py`` and
+``SepMambaCausal.py``. Spec: MODELS.md 3.
+
+What it computes, for ``mix [B, T]`` (8 kHz); channels ``c0, c1, c2 = dim, 2 dim, 4 dim``::
+
+    down_i:  x = MambaLayer(relu(Conv1d(c_{i-1} -> c_i, k=16, s=2, bias, no padding)(x)))   i = 0, 1, 2
+             (skips: the outputs of down_0 and down_1)
+    up_0/1:  x = relu(ConvTranspose1d(c -> c/2, k=16, s=2, bias)(x)), zero-padded on the right to the skip
+             x = MambaLayer(relu(Conv1x1(c -> c/2)(concat[skip, x])))
+    out      = ConvTranspose1d(dim -> S, k=16, s=2, bias)(x)       # no activation, no masking
+
+    MambaLayer(x) = F(x) + flip(G(flip(x)))    F, G: independent stacks of ``num_blocks`` pre-LayerNorm
+                                               (eps 1e-5, with bias) Mamba blocks returning h + residual,
+                                               no final norm; out_proj rescaled by 1/sqrt(num_blocks).
+    causal:       MambaLayer(x) = F(x)          (no backward stack; the yaml doubles num_blocks)
+
+The U-Net itself yields ``T' = 2 L1 + 14`` samples with ``L1 = (T - 16) // 2 + 1``, i.e. ``T`` or ``T - 1``;
+the original training loop crops the references to ``T'``. Here the output is zero-padded to ``T``
+(:func:`valid_length` gives ``T'`` for callers that want the original cropping). Input ``[B, T]`` float with
+``T >= 106`` (the deepest level needs one frame); output ``[B, S, T]``.
+
+**Look-ahead of the causal variant.** The Mamba stacks are causal, but the convolutions are unpadded
+(a frame at level i sees the next input samples up to its window end) and the transposed convolutions
+spread a frame forwards. Output sample t depends on input samples up to ``t + LOOKAHEAD`` with
+``LOOKAHEAD = 105`` samples (13.1 ms at 8 kHz) for k=16, s=2, three levels. The look-ahead of sample t
+is ``105 - (t mod 8)`` away from the end of the signal, so the bound is attained (non-zero gradient) at
+``t = 0 mod 8``, and the gradient with respect to every later sample is exactly zero. Measured from gradients in tests/models/test_sepmamba.py; the formula in :func:`causal_lookahead`.
+
+Size presets (MODELS.md 3; [SM] conf/model/*.yaml and README):
+
+============  ===  ==========  ==========  ============================================
+preset        dim  num_blocks  params      reported (SI-SNRi / SI-SDRi / SDRi, params)
+============  ===  ==========  ==========  ============================================
+S             64   4           7,253,826   21.2 / 21.2 / 21.4 dB, 7.2M
+M             128  3           22,249,090  22.7 / 22.7 / 22.9 dB, 22M
+S causal      64   8           7,253,826   (paper only)
+M causal      128  6           22,249,090  (paper only)
+============  ===  ==========  ==========  ============================================
+
+Parameter paths: ``down.{i}.conv1d.*``, ``down.{i}.mamba_layer.{forward,backward}_mamba_block.layers.{j}.{norm,
+mixer}.*`` (torch: ``…_mamba_block.mamba_blocks.{j}.…``), ``up.{i}.convT1d.*`` (weight ``[c_in, c_out, 16]``),
+``up.{i}.conv1d_fusion.*``, ``decoder.*`` (weight ``[dim, S, 16]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mamba_jax.layers.blocks import MambaStack
+from mamba_jax.layers.mamba import MambaConfig
+from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
+from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
+from mamba_jax.ops.selective_scan import Impl
+from mamba_jax.typing import Array, Float
+
+TASK = "separation"
+LEVELS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class SepMambaConfig:
+    """Hyperparameters; defaults are the S preset."""
+
+    dim: int = 64
+    num_blocks: int = 4
+    causal: bool = False
+    num_spks: int = 2
+    kernel_size: int = 16
+    stride: int = 2
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    norm_eps: float = 1e-5
+    scan_impl: Impl = "auto"
+    check_finite: CheckFinite = "eager"
+
+    def mamba(self, d_model: int) -> MambaConfig:
+        return MambaConfig(d_model=d_model, d_state=self.d_state, d_conv=self.d_conv, expand=self.expand)
+
+
+PRESETS = {
+    "s": SepMambaConfig(dim=64, num_blocks=4),
+    "m": SepMambaConfig(dim=128, num_blocks=3),
+    "s_causal": SepMambaConfig(dim=64, num_blocks=8, causal=True),
+    "m_causal": SepMambaConfig(dim=128, num_blocks=6, causal=True),
+}
+
+
+def min_length(cfg: SepMambaConfig) -> int:
+    """Smallest T for which the deepest level has one frame (106 for k=16, s=2)."""
+    need = cfg.kernel_size  # frames needed at level 1 (input of the last down conv)
+    for _ in range(LEVELS - 1):
+        need = (need - 1) * cfg.stride + cfg.kernel_size
+    return need
+
+
+def valid_length(cfg: SepMambaConfig, length: int) -> int:
+    """Samples the original network outputs before our zero-padding to ``length``."""
+    l1 = (length - cfg.kernel_size) // cfg.stride + 1
+    return (l1 - 1) * cfg.stride + cfg.kernel_size
+
+
+def causal_lookahead(cfg: SepMambaConfig) -> int:
+    """Worst-case look-ahead (samples) of the causal variant, ``(k - 1)(1 + s + s^2)`` = 105 for k=16, s=2.
+
+    A level-i frame ends (k - 1) s^i samples after its start (down convs) and the transposed convs place the
+    first output of a frame at the frame's own position, so the reaches add; attained at t = 0 mod s^3."""
+    return sum((cfg.kernel_size - 1) * cfg.stride ** i for i in range(LEVELS))
+
+
+class MambaLayer(nnx.Module):
+    """``[B, L, D] -> [B, L, D]``: forward stack plus flipped backward stack, summed (forward only if causal)."""
+
+    def __init__(self, cfg: SepMambaConfig, dim: int, *, rngs: nnx.Rngs):
+        kw = dict(mixer="mamba", norm="layer", norm_eps=cfg.norm_eps, final_norm=False, scan_impl=cfg.scan_impl,
+                  rngs=rngs)
+        self.forward_mamba_block = MambaStack(cfg.mamba(dim), cfg.num_blocks, **kw)
+        self.backward_mamba_block = None if cfg.causal else MambaStack(cfg.mamba(dim), cfg.num_blocks, **kw)
+
+    def __call__(self, x: Float[Array, "B L D"]) -> Float[Array, "B L D"]:
+        y = self.forward_mamba_block(x)
+        if self.backward_mamba_block is not None:
+            y = y + jnp.flip(self.backward_mamba_block(jnp.flip(x, 1)), 1)
+        return y
+
+
+class DownSample(nnx.Module):
+    def __init__(self, cfg: SepMambaConfig, c_in: int, c_out: int, *, rngs: nnx.Rngs):
+        self.conv1d = Conv1d(c_in, c_out, cfg.kernel_size, stride=cfg.stride, rngs=rngs)
+        self.mamba_layer = MambaLayer(cfg, c_out, rngs=rngs)
+
+    def __call__(self, x: Float[Array, "B L C"]) -> Float[Array, "B L2 O"]:
+        return self.mamba_layer(jax.nn.relu(self.conv1d(x)))
+
+
+class UpSample(nnx.Module):
+    def __init__(self, cfg: SepMambaConfig, c_in: int, c_out: int, *, rngs: nnx.Rngs):
+        self.convT1d = ConvTranspose1d(c_in, c_out, cfg.kernel_size, stride=cfg.stride, rngs=rngs)
+        self.conv1d_fusion = Conv1d(c_in, c_out, 1, rngs=rngs)
+        self.mamba_layer = MambaLayer(cfg, c_out, rngs=rngs)
+
+    def __call__(self, x: Float[Array, "B L C"], skip: Float[Array, "B L2 O"]) -> Float[Array, "B L2 O"]:
+        x = jax.nn.relu(self.convT1d(x))  # [B, 2L + 14, O] <= skip length
+        x = jnp.pad(x, ((0, 0), (0, skip.shape[1] - x.shape[1]), (0, 0)))
+        x = jnp.concatenate([skip, x], axis=-1)  # skip first
+        return self.mamba_layer(jax.nn.relu(self.conv1d_fusion(x)))
+
+
+class SepMamba(nnx.Module):
+    """``model(mix [B, T]) -> [B, S, T]``; see the module docstring."""
+
+    def __init__(self, cfg: SepMambaConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        d = cfg.dim
+        self.down = nnx.List([DownSample(cfg, 1, d, rngs=rngs), DownSample(cfg, d, 2 * d, rngs=rngs),
+                              DownSample(cfg, 2 * d, 4 * d, rngs=rngs)])
+        self.up = nnx.List([UpSample(cfg, 4 * d, 2 * d, rngs=rngs), UpSample(cfg, 2 * d, d, rngs=rngs)])
+        self.decoder = ConvTranspose1d(d, cfg.num_spks, cfg.kernel_size, stride=cfg.stride, rngs=rngs)
+
+    @property
+    def min_length(self) -> int:
+        return min_length(self.cfg)
+
+    def __call__(self, mix: Float[Array, "B T"]) -> Float[Array, "B S T"]:
+        name = "SepMambaCausal" if self.cfg.causal else "SepMamba"
+        check_waveform(mix, model=name, min_len=self.min_length, check_finite=self.cfg.check_finite)
+        x = mix[..., None]  # [B, T, 1]
+        skips = []
+        for down in self.down:
+            x = down(x)
+            skips.append(x)
+        skips.pop()
+        for up in self.up:
+            x = up(x, skips.pop())
+        y = self.decoder(x)  # [B, T', S]
+        return fit_length(jnp.swapaxes(y, 1, 2), mix.shape[1])
+
+
+def build(model_cfg, *, rngs: nnx.Rngs) -> SepMamba:
+    """``config.model`` -> model (``causal=True`` gives SepMambaCausal)."""
+    fields = {f.name for f in dataclasses.fields(SepMambaConfig)}
+    kwargs = {k: v for k, v in dict(model_cfg).items() if k != "name"}
+    unknown = set(kwargs) - fields
+    if unknown:
+        raise ValueError(f"sepmamba: unknown model fields {sorted(unknown)}")
+    return SepMamba(SepMambaConfig(**kwargs), rngs=rngs)
