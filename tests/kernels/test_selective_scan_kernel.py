@@ -360,3 +360,18 @@ def test_lowers_for_cuda_forward_and_backward(case):
         for txt in (txt_f, txt_b):
             for dims in re.findall(r"tensor<((?:\d+x)+)[a-z]", txt):
                 assert np.prod([int(d) for d in dims.rstrip("x").split("x")]) < big, dims
+
+
+def test_benchmark_script_runs():
+    """bench/selective_scan.py end to end on one tiny shape (so it cannot rot), with --json output."""
+    import json
+
+    cmd = [sys.executable, os.path.join(REPO, "bench", "selective_scan.py"), "--shapes", "1x16x32", "--repeats",
+           "1", "--impls", "pallas", "sequential", "--json", "-"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore::DeprecationWarning")
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    blob = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
+    assert {(row["impl"], row["mode"]) for row in blob["rows"]} == {
+        (i, m) for i in ("pallas", "sequential") for m in ("fwd", "fwd+bwd")}
+    assert all(row["error"] is None and row["ms"] > 0 for row in blob["rows"])
