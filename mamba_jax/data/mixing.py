@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 from scipy.signal import lfilter
 
 from mamba_jax.data.audio import resample
@@ -84,11 +85,15 @@ def active_level(x: np.ndarray, sample_rate: int, *, margin_db: float = 15.9,
     env = lfilter([1.0 - g], [1.0, -g], lfilter([1.0 - g], [1.0, -g], np.abs(x)))
     hang = int(math.ceil(hangover * sample_rate))
     thresholds = 2.0 ** (np.arange(n_bits) - n_bits + 1)              # [J]
-    above = env[None, :] >= thresholds[:, None]                       # [J, T]
-    cs = np.concatenate([np.zeros((n_bits, 1), np.int64), np.cumsum(above, axis=1)], axis=1)
-    lo = np.maximum(np.arange(n) - hang, 0)
-    # active(t) = any(above[t - hang .. t]); counts via a cumulative-sum window
-    counts = ((cs[:, 1:] - cs[:, lo]) > 0).sum(axis=1)               # [J]
+    # active_j(t) = any(env[t - hang .. t] >= c_j) = (trailing max of env over hang+1) >= c_j
+    size = hang + 1
+    lag = (size - 1) // 2
+    centred = maximum_filter1d(env, size=size, mode="constant", cval=0.0)
+    trailing = np.empty_like(env)
+    head = min(lag, n)
+    trailing[:head] = np.maximum.accumulate(env[:head])
+    trailing[head:] = centred[: n - head]
+    counts = n - np.searchsorted(np.sort(trailing), thresholds, side="left")  # [J]
     with np.errstate(divide="ignore"):
         a_db = np.where(counts > 0, 10.0 * np.log10(sq / np.maximum(counts, 1)), -np.inf)
     c_db = 20.0 * np.log10(thresholds)
