@@ -28,7 +28,8 @@ def data_config(**overrides: Any) -> ml_collections.ConfigDict:
       segment_seconds: training crop length (random offset), ``None`` = full utterances.
       eval_segment_seconds: same for valid/test (SepMamba validates on random 4 s crops).
       dynamic_mixing: mix training items on the fly from the WSJ0 pool.
-      dm_recipe: ``speechbrain`` (Mamba-TasNet) or ``sepmamba``.
+      dm_recipe: ``speechbrain`` (Mamba-TasNet; no crop unless ``segment_seconds``) or
+        ``sepmamba`` (crops/pads to ``segment_seconds``, 4 s when unset).
       speed_perturb: per-source speed {95, 100, 105}% on training items.
       drop_shorter: static training drops items shorter than ``segment_seconds`` (SPMamba).
       on_rate_mismatch: ``resample`` (librosa) or ``error``.
