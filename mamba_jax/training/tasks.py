@@ -42,12 +42,12 @@ class SeparationTask:
         Inputs are zero-padded to a multiple of ``train.eval_pad_multiple`` samples so only a few lengths
         compile; metrics are computed on the unpadded part.
         """
-        from mamba_jax.metrics.separation import sdr_improvement, si_snr_improvement
+        from mamba_jax.metrics.separation import sdri, si_snri
 
         ds = pipeline.separation_dataset(self.config.data, "valid", batch_size=1, seed=0)
         forward = jax.jit(lambda m, x: m(x))
         multiple = int(self.config.train.get("eval_pad_multiple", 4000))
-        losses, si_snri, sdri = [], [], []
+        losses, si_snri_vals, sdri_vals = [], [], []
         it = iter(ds)
         for i, batch in enumerate(tqdm(it, desc="valid", leave=False, disable=jax.process_index() != 0)):
             if max_batches is not None and i >= max_batches:
@@ -60,15 +60,15 @@ class SeparationTask:
             loss, _ = separation_loss(self.config.loss.name, jnp.asarray(est), jnp.asarray(ref),
                                       threshold_db=None)
             losses.append(float(loss))
-            si_snri.append(float(np.mean(si_snr_improvement(est[0], ref[0], mix[0]))))
-            sdri.append(float(np.mean(sdr_improvement(est[0], ref[0], mix[0]))))
+            si_snri_vals.append(si_snri(est[0], ref[0], mix[0]))
+            sdri_vals.append(sdri(est[0], ref[0], mix[0]))
         close = getattr(it, "close", None)
         if close is not None:
             close()
         if not losses:
             raise ValueError("validation split is empty")
-        return dict(loss=float(np.mean(losses)), si_snri=float(np.mean(si_snri)), sdri=float(np.mean(sdri)),
-                    score=float(np.mean(si_snri)))
+        return dict(loss=float(np.mean(losses)), si_snri=float(np.mean(si_snri_vals)),
+                    sdri=float(np.mean(sdri_vals)), score=float(np.mean(si_snri_vals)))
 
 
 def make_task(config: ml_collections.ConfigDict):
