@@ -83,6 +83,7 @@ class LibriSpeechSource:
         return len(self.ids)
 
     def speaker(self, i: int) -> str:
+        """Speaker id of item ``i`` (the first field of ``<spk>-<chap>-<utt>``)."""
         return self.ids[i].split("-")[0]
 
     def lengths(self) -> np.ndarray:

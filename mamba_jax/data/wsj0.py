@@ -192,6 +192,7 @@ class Wsj0MixSource:
         return [self.dir / "mix" / n] + [self.dir / f"s{k + 1}" / n for k in range(self.num_sources)]
 
     def parsed_name(self, i: int) -> MixName:
+        """Utterance ids and SNRs of item ``i`` (from its file name)."""
         return parse_mix_name(self.names[i])
 
     def lengths(self) -> np.ndarray:
