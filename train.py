@@ -21,6 +21,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint phase at INFO
     from mamba_jax.training.loop import train_and_evaluate
 
     metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
