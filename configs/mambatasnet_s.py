@@ -62,6 +62,7 @@ def get_config(arg=None, size="s"):
     c.data.items_per_epoch = 20_000
 
     if arg == "smoke":
+        c.model.scan_impl = "sequential"  # compiles ~2x faster than the associative scan on CPU
         c.model.n_filters = 16
         c.model.n_layer = 2
         c.train.num_steps = 2

@@ -59,6 +59,7 @@ def get_config(arg=None):
     c.data.drop_shorter = True
 
     if "smoke" in args:
+        c.model.scan_impl = "sequential"  # compiles ~2x faster than the associative scan on CPU
         c.model.update(dict(n_fft=64, hop=16, n_layers=1, attn_n_head=2, attn_approx_qk_dim=32, emb_dim=4,
                             emb_ks=4))
         c.train.num_steps = 2
