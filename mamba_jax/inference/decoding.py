@@ -136,6 +136,8 @@ class BeamSearchConfig:
     eos_id: int = 2
     blank_id: int = 0
     ctc_topk: int = 0  # 0: CTC-score every token; k > 0: only each hypothesis' attention top-k
+    beam_prune_logp: float = -12.0  # CTC-only prefix beam search pruning (SpeechBrain CTCBeamSearcher)
+    token_prune_min_logp: float = -1.2
 
 
 class Hypothesis(NamedTuple):
@@ -263,21 +265,30 @@ def beam_search_config_from(decoding_cfg, tokenizer_cfg) -> BeamSearchConfig:
                             length_normalization=decoding_cfg.length_normalization,
                             max_decode_ratio=decoding_cfg.max_decode_ratio, bos_id=tokenizer_cfg.bos_id,
                             eos_id=tokenizer_cfg.eos_id, blank_id=tokenizer_cfg.blank_id,
-                            ctc_topk=decoding_cfg.ctc_topk)
+                            ctc_topk=decoding_cfg.ctc_topk,
+                            beam_prune_logp=decoding_cfg.get("beam_prune_logp", -12.0),
+                            token_prune_min_logp=decoding_cfg.get("token_prune_min_logp", -1.2))
+
+
+@nnx.jit
+def _encode(model, feats, feat_lengths):
+    enc, enc_len = model.encode(feats, feat_lengths)
+    return enc, enc_len, model.ctc_logprobs(enc)
 
 
 def decode_batch(model: nnx.Module, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"],
                  cfg: BeamSearchConfig, *, method: str = "joint", incremental: bool = True) -> list[list[int]]:
     """Best token sequence per utterance with ``method`` 'joint' | 'ctc_greedy' | 'ctc_beam'."""
-    enc, enc_len = model.encode(feats, feat_lengths)
-    ctc = model.ctc_logprobs(enc)
+    enc, enc_len, ctc = _encode(model, feats, feat_lengths)
     if method == "ctc_greedy":
         return ctc_greedy(ctc, enc_len, blank_id=cfg.blank_id)
     out = []
     for b, n in enumerate(np.asarray(enc_len)):
         n = int(n)
         if method == "ctc_beam":
-            hyps = ctc_prefix_beam_search(ctc[b, :n], beam_size=cfg.beam_size, blank_id=cfg.blank_id)
+            hyps = ctc_prefix_beam_search(ctc[b, :n], beam_size=cfg.beam_size, blank_id=cfg.blank_id,
+                                          beam_prune_logp=cfg.beam_prune_logp,
+                                          token_prune_min_logp=cfg.token_prune_min_logp)
             out.append(hyps[0][0] if hyps else [])
         elif method == "joint":
             hyps = joint_beam_search(model, enc[b:b + 1, :n], ctc[b, :n], cfg, incremental=incremental)
