@@ -33,9 +33,6 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
-
     def save(self, step: int, state, data_iter, host: dict, config: ml_collections.ConfigDict,
              score: float | None = None) -> None:
         args = ocp.args.Composite(
@@ -53,12 +50,6 @@ class Checkpointer:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
         out = self.manager.restore(step, args=ocp.args.Composite(**items))
         return out.state, out.host
-
-    def restore_config(self, step: int) -> dict:
-        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
-
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -50,10 +50,6 @@ def merge_model(graphdef, templates, params: dict, rest: dict) -> nnx.Module:
     return nnx.merge(graphdef, p_t, r_t)
 
 
-def _tree_norm(tree) -> jax.Array:
-    return optax.global_norm(tree)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the last metrics."""
     distributed.initialize_from_env()
@@ -88,7 +84,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         opt_state = set_learning_rate(state["opt_state"], lr)
         updates, opt_state = tx.update(grads, opt_state, state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = dict(loss=loss, grad_norm=_tree_norm(grads), param_norm=_tree_norm(params), lr=lr, **aux)
+        metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params), lr=lr, **aux)
         return dict(step=state["step"] + 1, params=params, rest=state["rest"], opt_state=opt_state), metrics
 
     step_fn = jax.jit(train_step, donate_argnums=(0,), out_shardings=(state_sharding, repl))

@@ -34,7 +34,7 @@ class SeparationTask:
         est = model(batch["mix"])  # [B, S, T]
         loss, aux = separation_loss(self.config.loss.name, est, batch["sources"],
                                     threshold_db=self.config.loss.threshold_db)
-        return loss, {}
+        return loss, {"n_kept": aux["n_kept"]}  # examples above the loss threshold (all, without one)
 
     def evaluate(self, model, *, max_batches: int | None = None) -> dict[str, float]:
         """Full-length validation utterances, one at a time, on process 0's view of the model.
