@@ -1,7 +1,7 @@
 """ConMamba-L CTC-only, character tokens (MODELS.md 2.2/2.3; Mamba-ASR hparams/CTC/conmamba_large.yaml).
 
-    python -m mamba_jax.train --config configs/conmamba_ctc_large.py        # 31,555,519 params
-    python -m mamba_jax.train --config configs/conmamba_ctc_large.py:smoke
+    python train.py --config configs/conmamba_ctc_large.py        # 31,555,519 params
+    python train.py --config configs/conmamba_ctc_large.py:smoke
 
 Expected (paper, no LM): WER 3.9 / 10.3. D 256, 18 encoder layers, no decoder, 31 characters
 (blank 0 / bos 1 / eos 2), n_fft 512 with a 25 ms window, AdamW wd 5e-4 lr 1e-3, Noam 7500, grad-accum 4,

@@ -1,7 +1,7 @@
 """ConMamba-L + Transformer decoder, LibriSpeech 960 h (MODELS.md 2.2/2.3; Mamba-ASR hparams/S2S/conmamba_large.yaml).
 
-    python -m mamba_jax.train --config configs/conmamba_large.py            # 115,187,888 params
-    python -m mamba_jax.train --config configs/conmamba_large.py:smoke      # tiny, CPU, a few steps
+    python train.py --config configs/conmamba_large.py            # 115,187,888 params
+    python train.py --config configs/conmamba_large.py:smoke      # tiny, CPU, a few steps
 
 Expected (paper, no LM): WER 2.8 / 6.7 on test-clean / test-other.
 
@@ -41,6 +41,7 @@ def asr_config(*, d_model: int, enc_layers: int, dec_layers: int, heads: int, d_
         sample_rate=16000, n_mels=80, n_fft=n_fft, win_length_ms=win_ms, hop_length_ms=10.0, top_db=80.0,
         norm_update_until_epoch=4,  # InputNormalization(global): running stats updated while epoch < 4
     ))
+    c.model.norm_update_until_epoch = c.features.get_ref("norm_update_until_epoch")
     c.augment = ml_collections.ConfigDict(dict(
         speed_perturb=(95, 100, 105),  # percent; applied to the waveform in the data pipeline
         time_drop_count=(4, 4), time_drop_length=(15, 25),

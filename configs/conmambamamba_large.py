@@ -1,7 +1,7 @@
 """ConMamba-L + Mamba decoder (MODELS.md 2.2/2.3; Mamba-ASR hparams/S2S/conmambamamba_large.yaml).
 
-    python -m mamba_jax.train --config configs/conmambamamba_large.py       # 122,917,040 params
-    python -m mamba_jax.train --config configs/conmambamamba_large.py:smoke
+    python train.py --config configs/conmambamamba_large.py       # 122,917,040 params
+    python train.py --config configs/conmambamamba_large.py:smoke
 
 Expected (paper, no LM): WER 3.0 / 7.0. Same recipe as conmamba_large with ``model.decoder = 'mamba'``.
 """

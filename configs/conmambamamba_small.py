@@ -1,7 +1,7 @@
 """ConMamba-S + Mamba decoder (MODELS.md 2.2/2.3; Mamba-ASR hparams/S2S/conmambamamba_small.yaml).
 
-    python -m mamba_jax.train --config configs/conmambamamba_small.py       # 14,570,880 params (paper: 15.0M)
-    python -m mamba_jax.train --config configs/conmambamamba_small.py:smoke
+    python train.py --config configs/conmambamamba_small.py       # 14,570,880 params (paper: 15.0M)
+    python train.py --config configs/conmambamamba_small.py:smoke
 
 Expected (paper, no LM): WER 4.0 / 9.7. conmamba_small's recipe with ``model.decoder = 'mamba'``.
 """

@@ -8,7 +8,7 @@ examples below -40 dB dropped; fp32 (every released checkpoint trained in fp32).
 Init: the constructor init (``reinit="none"``). [MT] re-initialised every module with ``reset_parameters``
 before training; set ``--config.model.reinit=mt_reset`` to reproduce that (MODELS.md 5.1).
 
-Train: ``python -m mamba_jax.train --config configs/mambatasnet_s.py`` (``configs/mambatasnet_s.py:smoke``: two CPU steps).
+Train: ``python train.py --config configs/mambatasnet_s.py`` (``configs/mambatasnet_s.py:smoke``: two CPU steps).
 Params: 7,926,528 (``python -m mamba_jax.summary configs/mambatasnet_s.py`` prints this total).
 Paper: SI-SNRi 21.4 dB / SDRi 21.6 dB on the WSJ0-2mix test set.
 Smoke: ``python -m mamba_jax.summary configs/mambatasnet_s.py:smoke`` builds a ~30k-parameter model; the

@@ -5,7 +5,7 @@ U(-2.5, 2.5) dB, speed perturbation), 20,000 mixtures per epoch at batch 1, 500 
 weight decay 0.01 (torch default), constant lr (StepLR gamma 1), gradient clip 5; PIT negative SI-SDR
 without mean removal, no threshold; fp32.
 
-Train: ``python -m mamba_jax.train --config configs/sepmamba_s.py`` (``configs/sepmamba_s.py:smoke``: two CPU steps).
+Train: ``python train.py --config configs/sepmamba_s.py`` (``configs/sepmamba_s.py:smoke``: two CPU steps).
 Params: 7,253,826 (``python -m mamba_jax.summary configs/sepmamba_s.py``). Paper: SI-SNRi 21.2 dB,
 SI-SDRi 21.2 dB, SDRi 21.4 dB. Smoke: ``configs/sepmamba_s.py:smoke`` (dim 8, one block per stack).
 """

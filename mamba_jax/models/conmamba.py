@@ -9,7 +9,8 @@ One module serves the three model families through ``ConMambaConfig.decoder``:
 * ``"mamba"``: ConMamba encoder + Mamba decoder (conmambamamba_small / conmambamamba_large);
 * ``"none"``: CTC-only (conmamba_ctc_large): no embedding, decoder or ``seq_lin``.
 
-Pipeline for normalised fbank ``feats [B, L, 80]``::
+Pipeline for fbank features normalised by ``model.normalize`` (SpeechBrain's global InputNormalization,
+held by the model so its statistics travel with the weights) ``feats [B, L, 80]``::
 
     x   = ConvFrontEnd(feats)                 # [B, L', 640], L' = ceil(ceil(L/2)/2)
     x   = dropout(Linear(640, D)(x))          # custom_src_module
@@ -57,6 +58,7 @@ from mamba_jax.layers.conv import DepthwiseConv1d
 from mamba_jax.layers.init import torch_default
 from mamba_jax.layers.mamba import BiMambaV2, Mamba, MambaConfig
 from mamba_jax.layers.norm import LayerNorm
+from mamba_jax.layers.normalization import InputNormalization
 from mamba_jax.layers.transformer import FeedForward, MambaDecoder, TransformerDecoder, gelu
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -88,6 +90,7 @@ class ConMambaConfig:
     init: Literal["xavier", "mamba"] = "xavier"
     scan_impl: Impl = "auto"
     dtype: str = "fp32"  # matmul compute dtype: 'fp32' | 'bf16' (params, norms, scans, log-softmax stay fp32)
+    norm_update_until_epoch: int = 4  # InputNormalization(global): running stats updated while epoch < this
 
     @property
     def mamba(self) -> MambaConfig:
@@ -183,9 +186,18 @@ class ConMambaASR(nnx.Module):
         self.ctc_lin = nnx.Linear(d, cfg.vocab_size, kernel_init=torch_default(d), bias_init=torch_default(d),
                                   dtype=dtype, rngs=rngs)
         self.pe = nnx.Variable(jnp.asarray(sinusoidal_positions(cfg.max_len, d)))  # buffer, not a Param
+        # SpeechBrain's separate ``normalizer`` module (its normalizer.ckpt); statistics are nnx.BatchStat, so
+        # they live in the checkpoint's ``rest`` next to the weights. ``__call__`` takes already normalised
+        # features: ``normalize`` is applied by the task / Transcriber.
+        self.normalizer = InputNormalization(cfg.n_mels, update_until_epoch=cfg.norm_update_until_epoch)
         if cfg.init not in ("xavier", "mamba"):
             raise ValueError(f"init must be 'xavier' or 'mamba', got {cfg.init!r}")
         _xavier_normal_transformer(self, rngs.params(), skip_mamba=cfg.init == "mamba")
+
+    def normalize(self, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"], *,
+                  epoch: int | jax.Array = 0, train: bool = False) -> Float[Array, "B L F"]:
+        """Global mean/std normalisation of fbank features (updates the running statistics when ``train``)."""
+        return self.normalizer(feats, feat_lengths, epoch=epoch, train=train)
 
     # ---- encoder --------------------------------------------------------------------------------------------
     def encode(self, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"]
