@@ -8,6 +8,7 @@ with the highest validation score (``metrics["score"]``, higher is better).
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
 import grain
@@ -61,3 +62,122 @@ def abstract_with_sharding(tree, sharding) -> object:
     if isinstance(sharding, jax.sharding.Sharding):
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, sharding)
+
+
+# ---- weights only: inference, conversion, fine-tuning -------------------------------------------------------
+
+
+def save_params(directory: str | pathlib.Path, params: dict, rest: dict, config: ml_collections.ConfigDict,
+                step: int = 0) -> pathlib.Path:
+    """Writes ``<directory>/checkpoints/<step>/{state,config}`` (state = step, params, rest; no optimiser).
+
+    The trainer's layout without the optimiser and iterator items: ``load_params``/``load_model`` read it,
+    and ``train.init_from`` fine-tunes from it. Synchronous and atomic (orbax renames a finished temporary
+    directory). Returns the step directory.
+    """
+    directory = pathlib.Path(directory).absolute()
+    state = dict(step=jax.numpy.asarray(step, jax.numpy.int32), params=params, rest=rest)
+    with ocp.CheckpointManager(directory / "checkpoints", item_names=("state", "config")) as mgr:
+        mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               config=ocp.args.JsonSave(config.to_dict())))
+        mgr.wait_until_finished()
+    return directory / "checkpoints" / str(step)
+
+
+def _step_dir(path: str | pathlib.Path) -> pathlib.Path:
+    """The step directory a workdir, its ``checkpoints/`` folder or a step folder designates (latest step)."""
+    p = pathlib.Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint path {p} does not exist")
+    if (p / "state").is_dir():
+        return p
+    if (p / "checkpoints").is_dir():
+        p = p / "checkpoints"
+    steps = sorted((int(c.name) for c in p.iterdir() if c.name.isdigit() and (c / "state").is_dir()), reverse=True)
+    if not steps:
+        raise FileNotFoundError(f"{path}: no checkpoint found (expected <workdir>/checkpoints/<step>/state, "
+                                f"a checkpoints/ folder or a step folder)")
+    return p / str(steps[0])
+
+
+def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, dict, dict, int]:
+    """``(config, params, rest, step)`` of the latest checkpoint under ``path`` (workdir, checkpoints/ or a
+    step folder), as host numpy arrays: no optimiser state, no device placement, any device topology."""
+    import json
+
+    import numpy as np
+
+    step_dir = _step_dir(path)
+    config_file = step_dir / "config" / "metadata"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{step_dir}: missing the config item ({config_file})")
+    config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    absl_logger = logging.getLogger("absl")  # orbax warns that an item folder has no step-level metadata
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        ckptr = ocp.PyTreeCheckpointer()
+        meta = ckptr.metadata(step_dir / "state").item_metadata.tree
+        if "params" not in meta:
+            raise ValueError(f"{step_dir / 'state'}: no 'params' in the checkpoint (keys: {sorted(meta)})")
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+        state = ckptr.restore(step_dir / "state", args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    finally:
+        absl_logger.setLevel(level)
+    return config, state["params"], state.get("rest", {}), int(state.get("step", int(step_dir.name)))
+
+
+def model_from_params(config: ml_collections.ConfigDict, params: dict, rest: dict, **model_overrides):
+    """Builds ``config.model`` (with ``model_overrides``, e.g. ``scan_impl``) and puts ``params``/``rest`` in it.
+
+    A shape mismatch or a missing/unexpected entry is an error naming the parameter path."""
+    from flax import nnx
+
+    from mamba_jax.models import build_model
+
+    model_cfg = ml_collections.ConfigDict(config.model.to_dict())
+    model_cfg.update(model_overrides)
+    abstract = nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0)))
+    graphdef, p_abs, r_abs = nnx.split(abstract, nnx.Param, ...)
+    merged = []
+    for name, tmpl, got in (("params", p_abs, params), ("rest", r_abs, rest)):
+        want = nnx.to_pure_dict(tmpl)
+        flat_w = dict(jax.tree_util.tree_flatten_with_path(want)[0])
+        flat_g = dict(jax.tree_util.tree_flatten_with_path(got)[0])
+        keys_w = {jax.tree_util.keystr(k, simple=True, separator="/"): v for k, v in flat_w.items()}
+        keys_g = {jax.tree_util.keystr(k, simple=True, separator="/"): v for k, v in flat_g.items()}
+        problems = [f"missing {name}/{k}" for k in sorted(set(keys_w) - set(keys_g))]
+        problems += [f"unexpected {name}/{k}" for k in sorted(set(keys_g) - set(keys_w))]
+        problems += [f"{name}/{k}: shape {tuple(keys_g[k].shape)} != expected {tuple(v.shape)}"
+                     for k, v in keys_w.items() if k in keys_g and tuple(keys_g[k].shape) != tuple(v.shape)]
+        if problems:
+            raise ValueError(f"weights do not fit model {model_cfg.get('name')!r}: " + "; ".join(problems))
+        # Orbax stores list indices as string keys: match leaves by their path string, keep our tree's keys.
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(want)
+        values = jax.tree_util.tree_unflatten(treedef, [
+            jax.numpy.asarray(keys_g[jax.tree_util.keystr(k, simple=True, separator="/")], dtype=w.dtype)
+            for k, w in leaves])
+        nnx.replace_by_pure_dict(tmpl, values)
+        merged.append(tmpl)
+    return nnx.merge(graphdef, *merged)
+
+
+def load_model(path: str | pathlib.Path, **model_overrides):
+    """``(model, config)`` from the latest checkpoint under ``path`` (see ``load_params``)."""
+    config, params, rest, _ = load_params(path)
+    return model_from_params(config, params, rest, **model_overrides), config
+
+
+def find_tokenizer(path: str | pathlib.Path, config: ml_collections.ConfigDict) -> pathlib.Path:
+    """The SentencePiece model of an ASR checkpoint: ``<workdir>/tokenizer/tokenizer.model`` next to the
+    checkpoints, else ``config.tokenizer.model_dir``."""
+    step_dir = _step_dir(path)
+    workdir = step_dir.parent.parent  # <workdir>/checkpoints/<step>
+    candidates = [workdir / "tokenizer" / "tokenizer.model"]
+    model_dir = config.get("tokenizer", {}).get("model_dir", "") if "tokenizer" in config else ""
+    if model_dir:
+        candidates.append(pathlib.Path(model_dir) / "tokenizer.model")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"no tokenizer for checkpoint {path}: looked for " + ", ".join(map(str, candidates)))
