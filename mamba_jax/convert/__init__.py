@@ -1,0 +1,110 @@
+"""Conversion of the original PyTorch checkpoints into mamba-jax weights.
+
+One module per model family, ``mamba_jax.convert.<model_cfg.name>``, exposes
+
+* ``convert(state_dict: dict[str, np.ndarray], model_cfg) -> (params, rest)``: maps the original key names
+  and layouts (spec/MODELS.md) onto our parameter tree, built with ``common.StateDictMapper`` so that every
+  missing, unexpected or mis-shaped key is reported in one error;
+* optionally ``CKPT_FILES``: the module files of a SpeechBrain ``CKPT+...`` folder (``encoder.ckpt``, ...)
+  whose keys are prefixed with the file's stem, or ``read(path) -> state_dict`` for its own file layout.
+
+``convert_checkpoint`` reads a checkpoint (torch zip format, weights only, no torch needed), converts it
+and writes it with ``training.checkpoint.save_params``, so ``load_params``/``load_model``, the inference
+classes and ``train.py`` fine-tuning read it like any of our checkpoints.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+from types import ModuleType
+
+import numpy as np
+
+from mamba_jax.convert import torch_zip
+from mamba_jax.convert.common import ConversionError, StateDictMapper, strip_prefix
+
+__all__ = ["ConversionError", "StateDictMapper", "convert_checkpoint", "convert_state_dict", "read_state_dict"]
+
+# Wrappers around a model's state_dict in the original training code: Lightning / look2hear
+# (``state_dict``), SepMamba's MetricLogger (``model_state_dict``).
+_NESTED = ("state_dict", "model_state_dict", "model")
+_PREFIXES = ("audio_model.", "module.")
+
+
+def _family(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"mamba_jax.convert.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"mamba_jax.convert.{name}":
+            raise
+        raise ValueError(f"no converter for model {name!r} (no module mamba_jax.convert.{name})") from err
+
+
+def convert_state_dict(state_dict: dict[str, np.ndarray], model_cfg) -> tuple[dict, dict]:
+    """``(params, rest)`` numpy pure dicts of ``model_cfg``'s model from an original ``state_dict``.
+
+    Raises ``ConversionError`` naming every missing, unexpected or mis-shaped key."""
+    return _family(model_cfg.name).convert(state_dict, model_cfg)
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, np.ndarray) for v in obj.values())
+
+
+def unwrap(obj, source: str) -> dict[str, np.ndarray]:
+    """The model state_dict inside a loaded checkpoint object: the object itself, or its ``state_dict`` /
+    ``model_state_dict`` / ``model`` entry; ``audio_model.`` (Lightning) and ``module.`` (DDP) prefixes
+    removed."""
+    seen = obj
+    while not _is_state_dict(seen):
+        if not isinstance(seen, dict):
+            raise ValueError(f"{source}: expected a state_dict (dict of tensors), got {type(seen).__name__}")
+        inner = next((seen[k] for k in _NESTED if isinstance(seen.get(k), dict)), None)
+        if inner is None:
+            raise ValueError(f"{source}: no state_dict found; top-level keys {sorted(map(str, seen))[:20]}, "
+                             f"expected tensors or one of {_NESTED}")
+        seen = inner
+    sd = dict(seen)
+    for prefix in _PREFIXES:
+        sd = strip_prefix(sd, prefix)
+    return sd
+
+
+def read_state_dict(path: str | pathlib.Path, model_cfg) -> dict[str, np.ndarray]:
+    """The original state_dict stored at ``path`` for ``model_cfg``'s family.
+
+    A file: a torch zip checkpoint (``.pth``/``.ckpt``/``.pt``), see ``unwrap``. A directory: a SpeechBrain
+    ``CKPT+...`` folder whose ``<stem>.ckpt`` files (the family's ``CKPT_FILES``) are merged with keys
+    ``<stem>.<key>``."""
+    path = pathlib.Path(path)
+    family = _family(model_cfg.name)
+    if hasattr(family, "read"):
+        return family.read(path)
+    if not path.is_dir():
+        return unwrap(torch_zip.load(path), str(path))
+    stems = getattr(family, "CKPT_FILES", None)
+    if not stems:
+        raise ValueError(f"{path} is a directory, but model {model_cfg.name!r} checkpoints are single files")
+    missing = [f"{s}.ckpt" for s in stems if not (path / f"{s}.ckpt").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: SpeechBrain checkpoint folder without {', '.join(missing)}")
+    out: dict[str, np.ndarray] = {}
+    for stem in stems:
+        f = path / f"{stem}.ckpt"
+        out.update({f"{stem}.{k}": v for k, v in unwrap(torch_zip.load(f), str(f)).items()})
+    return out
+
+
+def convert_checkpoint(config, torch_checkpoint: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
+    """Reads the original checkpoint ``torch_checkpoint``, converts it for ``config.model`` and writes
+    ``<out_dir>/checkpoints/0/`` with ``save_params`` (``config`` is the full experiment ConfigDict that goes
+    with the weights). Returns the step directory."""
+    from mamba_jax.training.checkpoint import save_params
+
+    state_dict = read_state_dict(torch_checkpoint, config.model)
+    try:
+        params, rest = convert_state_dict(state_dict, config.model)
+    except ConversionError as err:
+        raise ConversionError(f"{torch_checkpoint}: {err}") from None
+    return save_params(out_dir, params, rest, config, step=0)
