@@ -1,0 +1,155 @@
+"""Speech to text with a trained ConMamba: waveform -> Fbank -> input normalisation -> search -> text.
+
+    from mamba_jax.inference import Transcriber
+    asr = Transcriber.from_checkpoint("runs/conmamba_small")       # workdir, checkpoints/ or a step folder
+    text = asr.transcribe(wave, sample_rate=44100)                  # resampled to 16 kHz (with a notice)
+
+Features follow ``config.features`` exactly as training computes them (``mamba_jax.layers.fbank.fbank``, then
+the model's own ``normalize`` with its saved global statistics, evaluation mode). The search is
+``config.decoding``'s (``mamba_jax.inference.decoding.decode_batch``): ``method`` 'joint' (attention + CTC beam
+search), 'ctc_beam' (CTC prefix beam search) or 'ctc_greedy'; a CTC-only model (``model.decoder == 'none'``)
+accepts the two CTC methods only.
+
+Batching. ``transcribe`` runs one utterance unpadded. ``transcribe_batch`` zero-pads to the longest utterance,
+as SpeechBrain's evaluation does; the bidirectional Mamba encoder does not mask padding (MODELS.md 5.5), so a
+padded utterance's result can differ slightly from its unpadded one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import warnings
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from mamba_jax.data.audio import resample
+from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
+from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
+from mamba_jax.tokenizer import Tokenizer
+from mamba_jax.typing import Array, Float, Int
+
+METHODS = ("joint", "ctc_beam", "ctc_greedy")
+
+
+class Transcriber:
+    """A ConMamba model, its config and its tokenizer, ready to decode waveforms."""
+
+    def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer):
+        if config.get("task") != "asr":
+            raise ValueError(f"Transcriber needs an ASR (ConMamba) checkpoint; this one is task "
+                             f"{config.get('task')!r} (model {config.model.get('name')!r}): use Separator")
+        if tokenizer.vocab_size != config.model.vocab_size:
+            raise ValueError(f"tokenizer has {tokenizer.vocab_size} pieces but model.vocab_size="
+                             f"{config.model.vocab_size}: wrong tokenizer for this checkpoint")
+        self.model = model
+        self.model.eval()  # dropout off; normalize() does not update statistics outside training
+        self.config = config
+        self.tokenizer = tokenizer
+        self.features_cfg = fbank_config_from(config.features)
+        self.sample_rate = self.features_cfg.sample_rate
+        self.ctc_only = config.model.get("decoder", "transformer") == "none"
+        method = config.decoding.method
+        self.default_method = "ctc_beam" if self.ctc_only and method == "joint" else method
+        self.default_beam_size = int(config.decoding.beam_size)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | pathlib.Path, *, tokenizer: str | pathlib.Path | None = None,
+                        scan_impl: str = "auto") -> Transcriber:
+        """Loads the latest checkpoint under ``path`` (``load_model``) and its tokenizer (``find_tokenizer``:
+        ``<workdir>/tokenizer/tokenizer.model``, else ``config.tokenizer.model_dir``), unless ``tokenizer``
+        names a ``.model`` file or its folder."""
+        from mamba_jax.training.checkpoint import find_tokenizer, load_params, model_from_params
+
+        config, params, rest, _ = load_params(path)
+        if config.get("task") != "asr":
+            raise ValueError(f"{path}: a {config.get('task')!r} checkpoint (model {config.model.get('name')!r}), "
+                             f"not an ASR one")
+        model = model_from_params(config, params, rest, scan_impl=scan_impl)
+        tok_path = tokenizer if tokenizer is not None else find_tokenizer(path, config)
+        return cls(model, config, Tokenizer(str(tok_path)))
+
+    @classmethod
+    def from_model(cls, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer | str
+                   ) -> Transcriber:
+        """Wraps an in-memory model (e.g. straight after training); ``tokenizer`` may be a path."""
+        return cls(model, config, tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(str(tokenizer)))
+
+    # ---- features ------------------------------------------------------------------------------------------
+    def features(self, waves: Float[Array, "B T"], lengths: Int[Array, "B"]
+                 ) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
+        """Normalised Fbank features of 16 kHz waves (zero-padded) and their valid frame counts."""
+        waves = jnp.asarray(waves, jnp.float32)
+        feats = fbank(waves, self.features_cfg)  # [B, L, F]
+        frames = jnp.minimum(num_frames(jnp.asarray(lengths), self.features_cfg), feats.shape[1]).astype(jnp.int32)
+        return self.model.normalize(feats, frames, train=False), frames
+
+    def _prepare(self, wave: np.ndarray, sample_rate: int, what: str) -> np.ndarray:
+        x = np.asarray(wave, np.float32)
+        if x.ndim == 2 and x.shape[1] <= 8 < x.shape[0]:  # [T, C] as soundfile reads it: average the channels
+            x = x.mean(axis=1)
+            warnings.warn(f"{what}: {wave.shape[1]} channels downmixed to mono", stacklevel=3)
+        if x.ndim != 1:
+            raise ValueError(f"{what}: expected a mono waveform [T], got shape {np.shape(wave)}")
+        if x.size == 0:
+            raise ValueError(f"{what}: empty waveform")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{what}: waveform holds NaN or infinite samples")
+        if sample_rate != self.sample_rate:
+            warnings.warn(f"{what}: resampling {sample_rate} Hz -> {self.sample_rate} Hz (the model's rate)",
+                          stacklevel=3)
+            x = resample(x, int(sample_rate), self.sample_rate)
+        return x
+
+    # ---- decoding ------------------------------------------------------------------------------------------
+    def _method(self, method: str | None) -> str:
+        method = method or self.default_method
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method == "joint" and self.ctc_only:
+            raise ValueError("method 'joint' needs an attention decoder; this model is CTC-only "
+                             "(use 'ctc_beam' or 'ctc_greedy')")
+        return method
+
+    def decode_features(self, feats: Float[Array, "B L F"], frames: Int[Array, "B"], *,
+                        method: str | None = None, beam_size: int | None = None) -> list[str]:
+        """Texts for already normalised features (``features``)."""
+        method = self._method(method)
+        search = beam_search_config_from(self.config.decoding, self.config.tokenizer)
+        if beam_size is not None:
+            if beam_size < 1:
+                raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+            search = dataclasses.replace(search, beam_size=int(beam_size))
+        ids = decode_batch(self.model, feats, frames, search, method=method)
+        return [self.tokenizer.decode(i) for i in ids]
+
+    def transcribe(self, wave: np.ndarray, sample_rate: int, *, method: str | None = None,
+                   beam_size: int | None = None) -> str:
+        """Text of one utterance ``wave [T]`` at ``sample_rate`` (resampled to the model's rate if needed)."""
+        x = self._prepare(wave, sample_rate, "transcribe")
+        feats, frames = self.features(x[None], np.array([x.size]))
+        return self.decode_features(feats, frames, method=method, beam_size=beam_size)[0]
+
+    def transcribe_batch(self, waves: Sequence[np.ndarray] | np.ndarray, sample_rate: int, *,
+                         lengths: Sequence[int] | None = None, method: str | None = None,
+                         beam_size: int | None = None) -> list[str]:
+        """Texts of several utterances: a list of ``[T_i]`` arrays, or a zero-padded ``[B, T]`` array with
+        ``lengths``. The encoder runs once on the padded batch (see the module docstring on padding)."""
+        if isinstance(waves, np.ndarray) and waves.ndim == 2:
+            n = [waves.shape[1]] * waves.shape[0] if lengths is None else [int(v) for v in lengths]
+            waves = [waves[b, :n[b]] for b in range(waves.shape[0])]
+        elif lengths is not None:
+            raise ValueError("lengths goes with a padded [B, T] array, not a list of waveforms")
+        xs = [self._prepare(w, sample_rate, f"transcribe_batch[{b}]") for b, w in enumerate(waves)]
+        if not xs:
+            return []
+        t = max(x.size for x in xs)
+        batch = np.zeros((len(xs), t), np.float32)
+        for b, x in enumerate(xs):
+            batch[b, :x.size] = x
+        feats, frames = self.features(batch, np.array([x.size for x in xs]))
+        return self.decode_features(feats, frames, method=method, beam_size=beam_size)
