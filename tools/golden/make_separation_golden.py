@@ -1,0 +1,227 @@
+"""Golden parity files for the separation models, made by running the ORIGINAL PyTorch code on CPU.
+
+Run with the PyTorch environment (not ours), giving extracted trees of the original repositories (see
+tests/golden/README.md for the exact commits and commands)::
+
+    /work/torchenv/bin/python tools/golden/make_separation_golden.py --mamba-ssm MAMBA_TREE \
+        --mamba-tasnet MT_TREE --sepmamba SM_TREE --spmamba SP_TREE --out tests/golden [--only NAME ...]
+
+For each model it instantiates the original module with the sizes of our config, fills its state_dict
+with ``mamba_jax/convert/golden.py``'s recipe, runs the forward pass on a fixed input and writes
+``<out>/<name>.npz`` = key names, shapes, seed, per-tensor checksums, input and output.
+
+Only the CUDA/Triton pieces are replaced, by pure-PyTorch stand-ins (``install_stubs``):
+
+* ``selective_scan_cuda.fwd`` -> mamba_ssm's own ``selective_scan_ref`` (same math, fp32 on CPU);
+* ``causal_conv1d_cuda.causal_conv1d_fwd`` / ``causal_conv1d.causal_conv1d_fn`` -> depthwise
+  ``F.conv1d`` with k-1 left padding, optional SiLU;
+* ``mamba_ssm.ops.triton.layernorm.RMSNorm`` -> ``x * rsqrt(mean(x^2) + eps) * weight`` (Triton is GPU-only);
+* ``mamba_ssm.utils.{generation,hf}`` (LM generation, hub loading; they need transformers): empty names.
+
+So the original modules run their CUDA fast path (``use_fast_path=True``): for the vendored BiMamba v2
+that is the path that uses both directions (spec/MODELS.md 0.2: the slow path ignores every ``*_b``
+parameter), and the Python around the kernels (layouts, splits, flips, the 0.5 averaging) is the original.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import sys
+import types
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SEED = 20260822
+SR = 8000
+
+
+def _load_file_module(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+golden = _load_file_module("mamba_jax_golden", REPO / "mamba_jax" / "convert" / "golden.py")
+
+
+# ---- stand-ins for the CUDA / Triton extensions ------------------------------------------------------------
+
+
+def _conv_fwd(x, weight, bias, *rest):
+    """causal_conv1d_fwd(x [B,E,L], weight [E,K], bias, [seq_idx,] silu: bool) of causal-conv1d 1.x."""
+    activation = rest[-1] if rest else False
+    k = weight.shape[-1]
+    y = F.conv1d(F.pad(x, (k - 1, 0)), weight.unsqueeze(1), bias, groups=x.shape[1])
+    return F.silu(y) if activation in (True, "silu", "swish") else y
+
+
+def _conv_fn(x, weight, bias=None, seq_idx=None, initial_states=None, return_final_states=False,
+             final_states_out=None, activation=None):
+    return _conv_fwd(x, weight, bias, activation)
+
+
+def _scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """selective_scan_cuda.fwd: returns (out, intermediates, out_z) where out_z = out * silu(z)."""
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_ref
+
+    out = selective_scan_ref(u, delta, A, B, C, D, None, delta_bias, delta_softplus)
+    if z is None:
+        return out, None
+    return out, None, out * F.silu(z)
+
+
+class _RMSNorm(torch.nn.Module):
+    """mamba_ssm.ops.triton.layernorm.RMSNorm (weight only): x * rsqrt(mean(x^2) + eps) * weight."""
+
+    def __init__(self, hidden_size, eps=1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.ones(hidden_size, device=device, dtype=dtype))
+        self.register_parameter("bias", None)
+
+    def forward(self, x, residual=None, prenorm=False, residual_in_fp32=False):
+        assert residual is None and not prenorm, "fused add+norm is not used by these models"
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def install_stubs(mamba_ssm_tree: pathlib.Path) -> None:
+    """Registers the stand-ins in sys.modules and puts the real mamba_ssm Python sources on sys.path."""
+    conv = types.ModuleType("causal_conv1d")
+    conv.causal_conv1d_fn, conv.causal_conv1d_update = _conv_fn, None
+    conv_cuda = types.ModuleType("causal_conv1d_cuda")
+    conv_cuda.causal_conv1d_fwd = _conv_fwd
+    scan_cuda = types.ModuleType("selective_scan_cuda")
+    scan_cuda.fwd = _scan_fwd
+    ln = types.ModuleType("mamba_ssm.ops.triton.layernorm")
+    ln.RMSNorm, ln.layer_norm_fn, ln.rms_norm_fn = _RMSNorm, None, None
+    # mamba_ssm.utils.{generation,hf}: LM text generation and hub loading, unused here, need transformers.
+    gen, hf = types.ModuleType("mamba_ssm.utils.generation"), types.ModuleType("mamba_ssm.utils.hf")
+    gen.GenerationMixin = type("GenerationMixin", (), {})
+    hf.load_config_hf = hf.load_state_dict_hf = None
+    for m in (conv, conv_cuda, scan_cuda, ln, gen, hf):
+        sys.modules[m.__name__] = m
+    sys.path.insert(0, str(mamba_ssm_tree))
+
+
+# ---- the models ------------------------------------------------------------------------------------------
+
+
+def fill(module: torch.nn.Module, prefix: str, seed: int) -> dict[str, np.ndarray]:
+    """Loads the golden recipe into ``module`` (strict) and returns the numpy state_dict, with its keys
+    written ``<prefix>.<key>`` as in a SpeechBrain CKPT folder (``prefix`` = file stem; empty: none)."""
+    sd = module.state_dict()
+    full = {(f"{prefix}.{k}" if prefix else k): k for k in sd}
+    values = golden.make_state_dict(list(full), [tuple(v.shape) for v in sd.values()], seed)
+    module.load_state_dict({full[k]: torch.from_numpy(v) for k, v in values.items()}, strict=True)
+    return values
+
+
+def mix_input(batch: int, samples: int, seed: int) -> np.ndarray:
+    """A deterministic speech-like test mixture [B, T]: sums of random tones with noise, peak ~0.5."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / SR
+    x = np.zeros((batch, samples))
+    for b in range(batch):
+        for _ in range(6):
+            x[b] += rng.uniform(0.05, 0.2) * np.sin(2 * np.pi * rng.uniform(80, 3500) * t + rng.uniform(0, 6.3))
+        x[b] += 0.02 * rng.standard_normal(samples)
+    return (0.5 * x / np.abs(x).max(axis=1, keepdims=True)).astype(np.float32)
+
+
+def mamba_tasnet(trees, size: str):
+    """[MT] train_wsj0mix.compute_forward with the hparams/WSJ0Mix/mambatasnet_<size>.yaml modules."""
+    sys.path.insert(0, str(trees.mamba_tasnet))
+    from modules.mamba_masknet import MaskNet
+    from speechbrain.lobes.models.dual_path import Decoder, Encoder
+
+    n, n_mamba = {"XS": (128, 16), "S": (256, 16)}[size]
+    encoder = Encoder(kernel_size=16, out_channels=n)
+    masknet = MaskNet(enc_dim=n, bot_dim=n, n_spk=2, n_mamba=n_mamba, bidirectional=True, d_model=n, d_state=16,
+                      expand=2, d_conv=4, fused_add_norm=False, rms_norm=True, residual_in_fp32=False)
+    decoder = Decoder(in_channels=n, out_channels=1, kernel_size=16, stride=8, bias=False)
+    return {"encoder": encoder, "masknet": masknet, "decoder": decoder}, _sb_separate
+
+
+def dpmamba(trees, size: str):
+    """[MT] hparams/WSJ0Mix/dpmamba_<size>.yaml: SpeechBrain Dual_Path_Model around MambaBlocksSequential."""
+    sys.path.insert(0, str(trees.mamba_tasnet))
+    from modules.mamba_blocks import MambaBlocksSequential
+    from speechbrain.lobes.models.dual_path import Decoder, Dual_Path_Model, Encoder
+
+    n, n_dp, skip = {"XS": (128, 8, False), "S": (256, 8, False)}[size]
+
+    def blocks():
+        return MambaBlocksSequential(n_mamba=1, bidirectional=True, d_model=n, d_state=16, expand=2, d_conv=4,
+                                     fused_add_norm=False, rms_norm=True, residual_in_fp32=False)
+
+    encoder = Encoder(kernel_size=16, out_channels=n)
+    masknet = Dual_Path_Model(num_spks=2, in_channels=n, out_channels=n, num_layers=n_dp, K=250,
+                              intra_model=blocks(), inter_model=blocks(), norm="ln",
+                              linear_layer_after_inter_intra=False, skip_around_intra=skip)
+    decoder = Decoder(in_channels=n, out_channels=1, kernel_size=16, stride=8, bias=False)
+    return {"encoder": encoder, "masknet": masknet, "decoder": decoder}, _sb_separate
+
+
+def _sb_separate(mods, mix: torch.Tensor) -> torch.Tensor:
+    """[MT] train_wsj0mix.py compute_forward, returned as [B, S, T]."""
+    mix_w = mods["encoder"](mix)
+    est_mask = mods["masknet"](mix_w)
+    sep_h = torch.stack([mix_w] * 2) * est_mask
+    est = torch.cat([mods["decoder"](sep_h[i]).unsqueeze(-1) for i in range(2)], dim=-1)
+    t = mix.shape[1]
+    est = F.pad(est, (0, 0, 0, t - est.shape[1])) if t > est.shape[1] else est[:, :t, :]
+    return est.permute(0, 2, 1)
+
+
+MODELS = {
+    "mambatasnet_xs": (lambda trees: mamba_tasnet(trees, "XS"), 2, 4001),
+    "dpmamba_xs": (lambda trees: dpmamba(trees, "XS"), 2, 4001),
+}
+
+
+def make(name: str, trees, out_dir: pathlib.Path) -> None:
+    torch.manual_seed(0)
+    build, batch, samples = MODELS[name]
+    mods, forward = build(trees)
+    values = {}
+    for prefix, mod in mods.items():
+        mod.eval()
+        values.update(fill(mod, prefix, SEED))
+    keys, shapes = list(values), [v.shape for v in values.values()]
+    mix = mix_input(batch, samples, SEED)
+    with torch.no_grad():
+        out = forward(mods, torch.from_numpy(mix)).numpy()
+    assert np.all(np.isfinite(out)), name
+    np.savez_compressed(
+        out_dir / f"{name}.npz", keys=np.array(keys), shapes=np.array([",".join(map(str, s)) for s in shapes]),
+        prefixes=np.array(list(mods)), seed=np.int64(SEED), checksums=golden.checksums(values),
+        input=mix, output=out.astype(np.float32),
+        versions=np.array(f"torch {torch.__version__}, numpy {np.__version__}"))
+    print(f"{name}: {len(keys)} keys, {sum(int(np.prod(s)) for s in shapes):,} params, out {out.shape} "
+          f"max|out| {np.abs(out).max():.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mamba-ssm", type=pathlib.Path, required=True, help="state-spaces/mamba tree")
+    ap.add_argument("--mamba-tasnet", type=pathlib.Path, help="xi-j/Mamba-TasNet tree")
+    ap.add_argument("--sepmamba", type=pathlib.Path, help="itsmeeandrew/SepMamba tree")
+    ap.add_argument("--spmamba", type=pathlib.Path, help="JusperLee/SPMamba tree")
+    ap.add_argument("--out", type=pathlib.Path, default=REPO / "tests" / "golden")
+    ap.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
+    trees = ap.parse_args()
+    install_stubs(trees.mamba_ssm)
+    torch.set_num_threads(2)
+    trees.out.mkdir(parents=True, exist_ok=True)
+    for name in trees.only:
+        make(name, trees, trees.out)
+
+
+if __name__ == "__main__":
+    main()
