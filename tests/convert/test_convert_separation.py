@@ -26,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 CASES = {  # golden file -> config
     "mambatasnet_xs": "mambatasnet_xs",
+    "dpmamba_xs": "dpmamba_xs",
 }
 RTOL = 1e-4
 
