@@ -179,9 +179,31 @@ def _sb_separate(mods, mix: torch.Tensor) -> torch.Tensor:
     return est.permute(0, 2, 1)
 
 
+def sepmamba(trees, causal: bool):
+    """[SM] src/conf/model/SepMamba{,Causal}.yaml: dim 64, kernels 16, strides 2, ReLU, 4 (causal: 8) blocks.
+
+    Input [B, 1, T]; output [B, 2, T'] with T' <= T (no masking, no length fix)."""
+    sys.path.insert(0, str(trees.sepmamba))
+    # Imports of the model files that the forward pass does not use: torchinfo (summary), rich (print).
+    sys.modules.setdefault("torchinfo", types.ModuleType("torchinfo"))
+    rich = sys.modules.setdefault("rich", types.ModuleType("rich"))
+    rich.print = print
+    # UpSample.pad builds its zero padding with .cuda(); on CPU that must stay on CPU.
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    if causal:
+        from src.models.SepMambaCausal import SepMambaCausal as model_cls
+    else:
+        from src.models.SepMamba import SepMamba as model_cls
+    model = model_cls(dim=64, kernel_sizes=[16, 16, 16], strides=[2, 2, 2], num_blocks=8 if causal else 4,
+                      act_fn="relu")
+    return {"": model}, lambda mods, mix: mods[""](mix[:, None, :])
+
+
 MODELS = {
     "mambatasnet_xs": (lambda trees: mamba_tasnet(trees, "XS"), 2, 4001),
     "dpmamba_xs": (lambda trees: dpmamba(trees, "XS"), 2, 4001),
+    "sepmamba_s": (lambda trees: sepmamba(trees, causal=False), 2, 4001),
+    "sepmamba_causal_s": (lambda trees: sepmamba(trees, causal=True), 1, 4001),
 }
 
 
@@ -200,7 +222,7 @@ def make(name: str, trees, out_dir: pathlib.Path) -> None:
     assert np.all(np.isfinite(out)), name
     np.savez_compressed(
         out_dir / f"{name}.npz", keys=np.array(keys), shapes=np.array([",".join(map(str, s)) for s in shapes]),
-        prefixes=np.array(list(mods)), seed=np.int64(SEED), checksums=golden.checksums(values),
+        seed=np.int64(SEED), checksums=golden.checksums(values),
         input=mix, output=out.astype(np.float32),
         versions=np.array(f"torch {torch.__version__}, numpy {np.__version__}"))
     print(f"{name}: {len(keys)} keys, {sum(int(np.prod(s)) for s in shapes):,} params, out {out.shape} "
