@@ -127,6 +127,10 @@ def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, di
     return config, state["params"], state.get("rest", {}), int(state.get("step", int(step_dir.name)))
 
 
+def _as_leaf(x, dtype):
+    return x if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) else jax.numpy.asarray(x, dtype=dtype)
+
+
 def model_from_params(config: ml_collections.ConfigDict, params: dict, rest: dict, **model_overrides):
     """Builds ``config.model`` (with ``model_overrides``, e.g. ``scan_impl``) and puts ``params``/``rest`` in it.
 
@@ -146,6 +150,10 @@ def model_from_params(config: ml_collections.ConfigDict, params: dict, rest: dic
         flat_g = dict(jax.tree_util.tree_flatten_with_path(got)[0])
         keys_w = {jax.tree_util.keystr(k, simple=True, separator="/"): v for k, v in flat_w.items()}
         keys_g = {jax.tree_util.keystr(k, simple=True, separator="/"): v for k, v in flat_g.items()}
+        for k, v in keys_w.items():  # orbax stores typed PRNG keys (dropout streams) as their raw key data
+            if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) and k in keys_g and \
+                    not jax.dtypes.issubdtype(getattr(keys_g[k], "dtype", None), jax.dtypes.prng_key):
+                keys_g[k] = jax.random.wrap_key_data(jax.numpy.asarray(keys_g[k]))
         problems = [f"missing {name}/{k}" for k in sorted(set(keys_w) - set(keys_g))]
         problems += [f"unexpected {name}/{k}" for k in sorted(set(keys_g) - set(keys_w))]
         problems += [f"{name}/{k}: shape {tuple(keys_g[k].shape)} != expected {tuple(v.shape)}"
@@ -155,8 +163,7 @@ def model_from_params(config: ml_collections.ConfigDict, params: dict, rest: dic
         # Orbax stores list indices as string keys: match leaves by their path string, keep our tree's keys.
         leaves, treedef = jax.tree_util.tree_flatten_with_path(want)
         values = jax.tree_util.tree_unflatten(treedef, [
-            jax.numpy.asarray(keys_g[jax.tree_util.keystr(k, simple=True, separator="/")], dtype=w.dtype)
-            for k, w in leaves])
+            _as_leaf(keys_g[jax.tree_util.keystr(k, simple=True, separator="/")], w.dtype) for k, w in leaves])
         nnx.replace_by_pure_dict(tmpl, values)
         merged.append(tmpl)
     return nnx.merge(graphdef, *merged)
