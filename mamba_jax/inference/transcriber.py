@@ -18,6 +18,7 @@ padded utterance's result can differ slightly from its unpadded one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import warnings
 from collections.abc import Sequence
@@ -29,11 +30,19 @@ from flax import nnx
 
 from mamba_jax.data.audio import resample
 from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
-from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
+from mamba_jax.layers.fbank import FbankConfig, fbank, fbank_config_from, num_frames
 from mamba_jax.tokenizer import Tokenizer
 from mamba_jax.typing import Array, Float, Int
 
 METHODS = ("joint", "ctc_beam", "ctc_greedy")
+
+
+@functools.partial(nnx.jit, static_argnums=3)
+def _features(model: nnx.Module, waves: Float[Array, "B T"], lengths: Int[Array, "B"], cfg: FbankConfig
+              ) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
+    feats = fbank(waves, cfg)  # [B, L, F]
+    frames = jnp.minimum(num_frames(lengths, cfg), feats.shape[1]).astype(jnp.int32)
+    return model.normalize(feats, frames, train=False), frames
 
 
 class Transcriber:
@@ -83,10 +92,8 @@ class Transcriber:
     def features(self, waves: Float[Array, "B T"], lengths: Int[Array, "B"]
                  ) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
         """Normalised Fbank features of 16 kHz waves (zero-padded) and their valid frame counts."""
-        waves = jnp.asarray(waves, jnp.float32)
-        feats = fbank(waves, self.features_cfg)  # [B, L, F]
-        frames = jnp.minimum(num_frames(jnp.asarray(lengths), self.features_cfg), feats.shape[1]).astype(jnp.int32)
-        return self.model.normalize(feats, frames, train=False), frames
+        return _features(self.model, jnp.asarray(waves, jnp.float32), jnp.asarray(lengths, jnp.int32),
+                         self.features_cfg)
 
     def _prepare(self, wave: np.ndarray, sample_rate: int, what: str) -> np.ndarray:
         x = np.asarray(wave, np.float32)

@@ -1,0 +1,159 @@
+"""Transcriber: checkpoint + tokenizer -> text, equal to decode_batch on independently computed features."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+
+import jax.numpy as jnp
+import librosa
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs.conmamba_ctc_large import get_config as ctc_config
+from configs.conmamba_small import get_config as s2s_config
+from mamba_jax.data.text import make_sentence
+from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
+from mamba_jax.inference.transcriber import Transcriber
+from mamba_jax.layers.fbank import fbank, fbank_config_from
+from mamba_jax.models import build_model
+from mamba_jax.tokenizer import Tokenizer, train_tokenizer
+from mamba_jax.training.checkpoint import load_model, save_params
+
+RATE = 16000
+
+
+def _wave(seconds: float, seed: int, rate: int = RATE) -> np.ndarray:
+    """Harmonic tones with a moving pitch plus noise: speech-like enough to give non-trivial features."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120 + 40 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    x = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
+    return (0.2 * x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _texts(n: int = 300) -> list[str]:
+    rng = np.random.default_rng(0)
+    return [make_sentence(rng, int(rng.integers(4, 12))) for _ in range(n)] + [
+        "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG'S BACK"]  # every letter and the apostrophe (char vocab 31)
+
+
+def _make_workdir(tmp_path, config, kind: str, seed: int):
+    """A fresh smoke model with non-trivial normalisation statistics, saved with a trained tokenizer."""
+    model = build_model(config.model, rngs=nnx.Rngs(seed))
+    rng = np.random.default_rng(seed)
+    model.normalizer.glob_mean[...] = jnp.asarray(rng.uniform(-60, -20, 80), jnp.float32)
+    model.normalizer.glob_std[...] = jnp.asarray(rng.uniform(5, 20, 80), jnp.float32)
+    _, p, r = nnx.split(model, nnx.Param, ...)
+    save_params(tmp_path, nnx.to_pure_dict(p), nnx.to_pure_dict(r), config, step=3)
+    train_tokenizer(_texts(), str(tmp_path / "tokenizer"), kind=kind, vocab_size=config.model.vocab_size)
+    return model
+
+
+@pytest.fixture(scope="module")
+def s2s(tmp_path_factory):
+    d = tmp_path_factory.mktemp("s2s")
+    config = s2s_config("smoke")
+    model = _make_workdir(d, config, "unigram", seed=1)
+    return d, config, model
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(model_dir: str):
+    model, _ = load_model(model_dir)
+    model.eval()
+    return model
+
+
+def _reference(config, model_dir, waves: list[np.ndarray], method: str, beam_size: int | None = None):
+    """Independent path: fbank of the zero-padded batch, normalised in float64 NumPy with the saved statistics,
+    then decode_batch and the tokenizer."""
+    model = _loaded(str(model_dir))
+    fcfg = fbank_config_from(config.features)
+    t = max(w.size for w in waves)
+    batch = np.stack([np.pad(w, (0, t - w.size)) for w in waves])
+    feats = np.asarray(fbank(batch, fcfg), np.float64)
+    frames = np.array([1 + w.size // fcfg.hop_length for w in waves])
+    mean = np.asarray(model.normalizer.glob_mean[...], np.float64)
+    std = np.asarray(model.normalizer.glob_std[...], np.float64)
+    norm = ((feats - mean) / std).astype(np.float32)
+    search = beam_search_config_from(config.decoding, config.tokenizer)
+    if beam_size is not None:
+        search = dataclasses.replace(search, beam_size=beam_size)
+    ids = decode_batch(model, jnp.asarray(norm), jnp.asarray(frames), search, method=method)
+    tok = Tokenizer(str(model_dir / "tokenizer" / "tokenizer.model"))
+    return norm, [tok.decode(i) for i in ids], ids
+
+
+def test_transcribe_equals_decode_batch(s2s):
+    d, config, _ = s2s
+    asr = Transcriber.from_checkpoint(d)
+    assert asr.default_method == "joint" and asr.sample_rate == RATE
+    wave = _wave(1.2, seed=0)
+    norm, _, _ = _reference(config, d, [wave], "ctc_greedy")
+    feats, frames = asr.features(wave[None], np.array([wave.size]))
+    np.testing.assert_allclose(np.asarray(feats), norm, atol=2e-4)
+    assert int(frames[0]) == 1 + wave.size // 160
+    for method, beam in (("ctc_greedy", None), ("ctc_beam", 3), ("joint", None)):
+        _, ref, ids = _reference(config, d, [wave], method, beam)
+        got = asr.transcribe(wave, RATE, method=method, beam_size=beam)
+        assert isinstance(got, str)
+        assert got == ref[0], method
+    assert len(_reference(config, d, [wave], "ctc_greedy")[2][0]) > 0  # the random model emits tokens: the comparison is not of empty strings
+    assert asr.transcribe(wave, RATE) == _reference(config, d, [wave], "joint")[1][0]  # config default
+
+
+def test_resampling_notice_and_result(s2s):
+    d, _, _ = s2s
+    asr = Transcriber.from_checkpoint(d)
+    wave44 = _wave(1.2, seed=2, rate=44100)
+    with pytest.warns(UserWarning, match="44100 Hz -> 16000 Hz"):
+        got = asr.transcribe(wave44, 44100, method="ctc_greedy")
+    wave16 = librosa.resample(wave44, orig_sr=44100, target_sr=16000, res_type="soxr_hq")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no notice at the model's own rate
+        assert got == asr.transcribe(wave16, RATE, method="ctc_greedy")
+
+
+def test_transcribe_batch_padded(s2s):
+    d, config, _ = s2s
+    asr = Transcriber.from_checkpoint(d)
+    waves = [_wave(1.2, seed=3), _wave(0.7, seed=4)]
+    _, ref, _ = _reference(config, d, waves, "ctc_greedy")
+    got = asr.transcribe_batch(waves, RATE, method="ctc_greedy")
+    assert got == ref and len(got) == 2
+    padded = np.stack([waves[0], np.pad(waves[1], (0, waves[0].size - waves[1].size))])
+    assert asr.transcribe_batch(padded, RATE, lengths=[w.size for w in waves], method="ctc_greedy") == ref
+
+
+def test_ctc_only_model(tmp_path):
+    config = ctc_config("smoke")
+    _make_workdir(tmp_path, config, "char", seed=5)
+    asr = Transcriber.from_checkpoint(tmp_path)
+    assert asr.default_method == "ctc_beam"
+    wave = _wave(0.6, seed=0)
+    assert asr.transcribe(wave, RATE) == _reference(config, tmp_path, [wave], "ctc_beam")[1][0]
+    with pytest.raises(ValueError, match="CTC-only"):
+        asr.transcribe(wave, RATE, method="joint")
+
+
+def test_bad_inputs(s2s, tmp_path):
+    d, config, model = s2s
+    asr = Transcriber.from_model(model, config, d / "tokenizer" / "tokenizer.model")
+    with pytest.raises(ValueError, match="method must be one of"):
+        asr.transcribe(_wave(0.5, 0), RATE, method="greedy")
+    with pytest.raises(ValueError, match="empty waveform"):
+        asr.transcribe(np.zeros(0, np.float32), RATE)
+    with pytest.raises(ValueError, match="NaN"):
+        asr.transcribe(np.full(1000, np.nan, np.float32), RATE)
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        import shutil
+
+        shutil.copytree(d / "checkpoints", tmp_path / "checkpoints")
+        Transcriber.from_checkpoint(tmp_path)
+    small = train_tokenizer(_texts(), str(tmp_path / "tok20"), kind="unigram", vocab_size=35)
+    with pytest.raises(ValueError, match="tokenizer has 35 pieces"):
+        Transcriber.from_model(model, config, small)
