@@ -1,6 +1,8 @@
-"""Inference: offline and streaming separation (``Separator``, ``SeparationStream``) and ASR decoding."""
+"""Inference: offline and streaming separation (``Separator``, ``SeparationStream``), ASR (``Transcriber``) and
+decoding; test-set evaluation in ``mamba_jax.inference.evaluate``."""
 
 from mamba_jax.inference.separator import Separator, align_permutation
 from mamba_jax.inference.streaming import SeparationStream
+from mamba_jax.inference.transcriber import Transcriber
 
-__all__ = ["SeparationStream", "Separator", "align_permutation"]
+__all__ = ["SeparationStream", "Separator", "Transcriber", "align_permutation"]
