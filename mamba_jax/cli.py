@@ -100,9 +100,9 @@ def _load_checkpoint(path: str, task: str, command: str):
     except FileNotFoundError as e:
         raise CliError(str(e)) from e
     if config.get("task") != task:
-        other = {"separation": "transcribe", "asr": "separate"}.get(config.get("task"), "another command")
+        fits = {"separation": "separate", "asr": "transcribe"}.get(config.get("task"), "evaluate")
         raise CliError(f"{path} is a {config.get('task')!r} checkpoint (model {config.model.get('name')!r}); "
-                       f"`mamba-jax {command}` needs a {task!r} one (use `mamba-jax {other}`)")
+                       f"`mamba-jax {command}` needs a {task!r} checkpoint (use `mamba-jax {fits}` with this one)")
     return config, params, rest
 
 
@@ -230,8 +230,9 @@ def cmd_convert(args) -> int:
     from mamba_jax.summary import load_config
 
     torch_ckpt = pathlib.Path(args.torch_checkpoint)
-    if not torch_ckpt.is_file():
-        raise CliError(f"{torch_ckpt}: no such file (the PyTorch checkpoint to convert)")
+    if not torch_ckpt.exists():
+        raise CliError(f"{torch_ckpt}: no such file or folder (the PyTorch checkpoint, or a SpeechBrain CKPT+ "
+                       f"folder, to convert)")
     try:
         config = load_config(args.config)
     except FileNotFoundError as e:
@@ -299,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert an original PyTorch checkpoint to a mamba-jax checkpoint")
     p.add_argument("--config", required=True, metavar="CONFIG", help="configs/NAME.py[:ARG] of the model")
-    p.add_argument("--torch-checkpoint", required=True, metavar="PATH", help="the original .pth/.ckpt file")
+    p.add_argument("--torch-checkpoint", required=True, metavar="PATH",
+                   help="the original .pth/.ckpt file, or a SpeechBrain CKPT+... folder")
     p.add_argument("--out", required=True, metavar="DIR", help="workdir to write <out>/checkpoints/0/ into")
     p.set_defaults(fn=cmd_convert)
     return ap

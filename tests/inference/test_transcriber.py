@@ -10,55 +10,25 @@ import jax.numpy as jnp
 import librosa
 import numpy as np
 import pytest
-from flax import nnx
+from inference_helpers import save_smoke_checkpoint, speechlike, transcripts
 
 from configs.conmamba_ctc_large import get_config as ctc_config
-from configs.conmamba_small import get_config as s2s_config
-from mamba_jax.data.text import make_sentence
 from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
 from mamba_jax.inference.transcriber import Transcriber
 from mamba_jax.layers.fbank import fbank, fbank_config_from
-from mamba_jax.models import build_model
 from mamba_jax.tokenizer import Tokenizer, train_tokenizer
-from mamba_jax.training.checkpoint import load_model, save_params
+from mamba_jax.training.checkpoint import load_model
 
 RATE = 16000
 
 
 def _wave(seconds: float, seed: int, rate: int = RATE) -> np.ndarray:
-    """Harmonic tones with a moving pitch plus noise: speech-like enough to give non-trivial features."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = 120 + 40 * np.sin(2 * np.pi * 1.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    x = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
-    return (0.2 * x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-def _texts(n: int = 300) -> list[str]:
-    rng = np.random.default_rng(0)
-    return [make_sentence(rng, int(rng.integers(4, 12))) for _ in range(n)] + [
-        "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG'S BACK"]  # every letter and the apostrophe (char vocab 31)
-
-
-def _make_workdir(tmp_path, config, kind: str, seed: int):
-    """A fresh smoke model with non-trivial normalisation statistics, saved with a trained tokenizer."""
-    model = build_model(config.model, rngs=nnx.Rngs(seed))
-    rng = np.random.default_rng(seed)
-    model.normalizer.glob_mean[...] = jnp.asarray(rng.uniform(-60, -20, 80), jnp.float32)
-    model.normalizer.glob_std[...] = jnp.asarray(rng.uniform(5, 20, 80), jnp.float32)
-    _, p, r = nnx.split(model, nnx.Param, ...)
-    save_params(tmp_path, nnx.to_pure_dict(p), nnx.to_pure_dict(r), config, step=3)
-    train_tokenizer(_texts(), str(tmp_path / "tokenizer"), kind=kind, vocab_size=config.model.vocab_size)
-    return model
+    return speechlike(seconds, seed, rate)
 
 
 @pytest.fixture(scope="module")
-def s2s(tmp_path_factory):
-    d = tmp_path_factory.mktemp("s2s")
-    config = s2s_config("smoke")
-    model = _make_workdir(d, config, "unigram", seed=1)
-    return d, config, model
+def s2s(asr_checkpoint):
+    return asr_checkpoint
 
 
 @functools.lru_cache(maxsize=4)
@@ -118,6 +88,7 @@ def test_resampling_notice_and_result(s2s):
         assert got == asr.transcribe(wave16, RATE, method="ctc_greedy")
 
 
+@pytest.mark.slow  # two more compilations (batch of 2)
 def test_transcribe_batch_padded(s2s):
     d, config, _ = s2s
     asr = Transcriber.from_checkpoint(d)
@@ -129,9 +100,10 @@ def test_transcribe_batch_padded(s2s):
     assert asr.transcribe_batch(padded, RATE, lengths=[w.size for w in waves], method="ctc_greedy") == ref
 
 
+@pytest.mark.slow  # builds a second model (~10 s CPU of eager init)
 def test_ctc_only_model(tmp_path):
     config = ctc_config("smoke")
-    _make_workdir(tmp_path, config, "char", seed=5)
+    save_smoke_checkpoint(tmp_path, config, seed=5, tokenizer_kind="char")
     asr = Transcriber.from_checkpoint(tmp_path)
     assert asr.default_method == "ctc_beam"
     wave = _wave(0.6, seed=0)
@@ -154,6 +126,6 @@ def test_bad_inputs(s2s, tmp_path):
 
         shutil.copytree(d / "checkpoints", tmp_path / "checkpoints")
         Transcriber.from_checkpoint(tmp_path)
-    small = train_tokenizer(_texts(), str(tmp_path / "tok20"), kind="unigram", vocab_size=35)
+    small = train_tokenizer(transcripts(), str(tmp_path / "tok20"), kind="unigram", vocab_size=35)
     with pytest.raises(ValueError, match="tokenizer has 35 pieces"):
         Transcriber.from_model(model, config, small)
