@@ -30,6 +30,7 @@ CASES = {  # golden file -> config
     "dpmamba_xs": "dpmamba_xs",
     "sepmamba_s": "sepmamba_s",
     "sepmamba_causal_s": "sepmamba_causal_s",
+    "spmamba": "spmamba",
 }
 RTOL = 1e-4
 

@@ -199,11 +199,33 @@ def sepmamba(trees, causal: bool):
     return {"": model}, lambda mods, mix: mods[""](mix[:, None, :])
 
 
+def spmamba(trees):
+    """[SP] look2hear/models/SPMamba.py with configs/spmamba-wsj0.yml's ``audionet_config``.
+
+    Input [B, T]; output [B, 2, T]. ``look2hear.utils`` is registered as a bare package so that its
+    ``__init__`` (Lightning/rich training helpers) is skipped; the model imports only complex_utils and
+    get_layer_from_string from it. ``librosa`` is imported by stft_tfgn.py only for a fallback that torch
+    >= 1.10 never takes: an empty module stands in."""
+    sys.modules.setdefault("librosa", types.ModuleType("librosa"))
+    root = trees.spmamba / "look2hear"
+    for pkg in ("look2hear", "look2hear.utils"):
+        mod = types.ModuleType(pkg)
+        mod.__path__ = [str(root if pkg == "look2hear" else root / "utils")]
+        sys.modules[pkg] = mod
+    from look2hear.models.SPMamba import SPMamba
+
+    model = SPMamba(input_dim=64, n_srcs=2, n_fft=256, stride=64, window="hann", n_imics=1, n_layers=6,
+                    lstm_hidden_units=256, attn_n_head=4, attn_approx_qk_dim=512, emb_dim=16, emb_ks=8, emb_hs=1,
+                    activation="prelu", eps=1.0e-5, use_builtin_complex=False)
+    return {"": model}, lambda mods, mix: mods[""](mix)
+
+
 MODELS = {
     "mambatasnet_xs": (lambda trees: mamba_tasnet(trees, "XS"), 2, 4001),
     "dpmamba_xs": (lambda trees: dpmamba(trees, "XS"), 2, 4001),
     "sepmamba_s": (lambda trees: sepmamba(trees, causal=False), 2, 4001),
     "sepmamba_causal_s": (lambda trees: sepmamba(trees, causal=True), 1, 4001),
+    "spmamba": (spmamba, 2, 4001),
 }
 
 
