@@ -96,8 +96,8 @@ def plot_spectrograms(path: str | pathlib.Path, mix: np.ndarray, est: np.ndarray
     nfft = 256 if sample_rate <= 8000 else 512
 
     def show(ax, x, label):
-        ax.specgram(np.asarray(x, np.float64) + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft * 3 // 4,
-                    cmap="magma")
+        with np.errstate(divide="ignore"):  # exact zeros (padding, silence) are -inf dB: drawn as the floor
+            ax.specgram(np.asarray(x, np.float64), NFFT=nfft, Fs=sample_rate, noverlap=nfft * 3 // 4, cmap="magma")
         ax.set_title(label, fontsize=9)
 
     show(axes[0, 0], mix, "mixture")
