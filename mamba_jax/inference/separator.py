@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import warnings
 
@@ -33,7 +34,13 @@ from scipy.optimize import linear_sum_assignment
 
 from mamba_jax.data.audio import resample
 from mamba_jax.inference.streaming import SeparationStream, StreamRunner
-from mamba_jax.typing import Float
+from mamba_jax.typing import Array, Float
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def apply_model(graphdef: nnx.GraphDef, weights: nnx.State, x: Float[Array, "B T"]) -> Float[Array, "B S T"]:
+    """The model's forward pass, jitted once per (model structure, input shape), shared by all Separators."""
+    return nnx.merge(graphdef, weights)(x)
 
 
 def align_permutation(reference: Float[np.ndarray, "S n"], estimate: Float[np.ndarray, "S n"]) -> np.ndarray:
@@ -112,10 +119,9 @@ class Separator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        graphdef, self._weights = nnx.split(model)
-        self._forward = jax.jit(lambda w, x: nnx.merge(graphdef, w)(x))
+        self._graphdef, self._weights = nnx.split(model)
         probe = jax.ShapeDtypeStruct((1, max(self.min_length, 1)), jnp.float32)
-        self.num_sources = int(jax.eval_shape(self._forward, self._weights, probe).shape[1])
+        self.num_sources = int(jax.eval_shape(apply_model, self._graphdef, self._weights, probe).shape[1])
         self._stream_runner: StreamRunner | None = None
 
     @classmethod
@@ -142,7 +148,7 @@ class Separator:
         rows = min(self.batch_size, 1 << (b - 1).bit_length())
         xp = np.zeros((rows, x.shape[1]), np.float32)
         xp[:b] = x
-        return np.asarray(self._forward(self._weights, jnp.asarray(xp)))[:b]
+        return np.asarray(apply_model(self._graphdef, self._weights, jnp.asarray(xp)))[:b]
 
     def separate_batch(self, waves: Float[np.ndarray, "B T"], lengths=None) -> Float[np.ndarray, "B S T"]:
         """``[B, T]`` float at the model's rate (row b valid up to ``lengths[b]``, default T) -> ``[B, S, T]``

@@ -15,7 +15,7 @@ layer, exactly the state that the offline pass would have in memory at that poin
 buffer to exactly ``k - s`` and produce no output (``warmup_samples``); after that, every group of
 ``s^3 = 8`` input samples yields exactly 4/2/1 new frames at the down levels, 2/4 final frames at the up
 levels and 8 final output samples. A chunk is buffered until it completes groups; the groups run through
-one jitted function per block size (1, 8 or 64 groups), so a stream of 1-sample chunks is not retraced.
+one jitted function per block size (32 or 1 groups), so a stream of 1-sample chunks is not retraced.
 ``flush()`` runs the remaining ``< 8`` samples and the tail that only the end of the signal finalises
 (where the offline model zero-pads its transposed-conv outputs).
 
@@ -41,7 +41,7 @@ from flax import nnx
 from mamba_jax.models.sepmamba import SepMamba, causal_lookahead, min_length
 from mamba_jax.typing import Array, Float
 
-BLOCK_GROUPS = (64, 8, 1)  # groups per jitted call; a backlog of n groups runs as 64s, then 8s, then 1s
+BLOCK_GROUPS = (32, 1)  # groups per jitted call: a backlog runs as calls of 32 groups, then of 1 (two compilations)
 
 StreamState = dict[str, Any]
 
