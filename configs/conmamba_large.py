@@ -37,6 +37,7 @@ def asr_config(*, d_model: int, enc_layers: int, dec_layers: int, heads: int, d_
     c.optim.update(dict(name="adamw", lr=8e-4, weight_decay=0.01, b1=0.9, b2=0.98, eps=1e-9, clip_norm=5.0,
                         schedule="noam", warmup_steps=30000 // 8, grad_accum=8))
     c.train.precision = "bf16"
+    c.train.eval_pad_multiple = 16000  # waveforms padded to whole seconds (train and valid): few shapes to compile
     c.features = ml_collections.ConfigDict(dict(
         sample_rate=16000, n_mels=80, n_fft=n_fft, win_length_ms=win_ms, hop_length_ms=10.0, top_db=80.0,
         norm_update_until_epoch=4,  # InputNormalization(global): running stats updated while epoch < 4
@@ -76,7 +77,7 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
                         conv_kernel_size=7, max_len=256))
     c.tokenizer.vocab_size = c.model.vocab_size
     c.train.update(dict(num_steps=2, batch_size=2, log_every_steps=1, eval_every_steps=2,
-                        checkpoint_every_steps=2, precision="fp32"))
+                        checkpoint_every_steps=2, precision="fp32", eval_batches=1))
     c.optim.update(dict(warmup_steps=2, grad_accum=1))
     c.decoding.update(dict(beam_size=2, test_beam_size=2))
     c.recipe.update(dict(epochs=1, max_batch_seconds=10.0, max_batch_examples=2))

@@ -69,6 +69,9 @@ class Tokenizer:
     def __init__(self, model_path: str):
         if os.path.isdir(model_path):
             model_path = os.path.join(model_path, "tokenizer.model")
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"tokenizer model {model_path} does not exist")
+        self.path = model_path
         self.sp = spm.SentencePieceProcessor(model_file=model_path)
         self.blank_id, self.bos_id, self.eos_id = BLANK_ID, BOS_ID, EOS_ID
 

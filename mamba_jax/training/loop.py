@@ -61,7 +61,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if tc.batch_size % jax.device_count():
         raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {jax.device_count()} devices")
 
-    task = make_task(config)
+    task = make_task(config, workdir)
     # Shapes first (eval_shape), then the real state created already replicated on the mesh.
     seed_rngs = lambda: nnx.Rngs(params=tc.seed, dropout=tc.seed + 1)
     graphdef, _, _, templates = _split_model(nnx.eval_shape(lambda: build_model(config.model, rngs=seed_rngs())))
@@ -78,14 +78,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     def train_step(state, batch, lr, rng):
         def loss_fn(params):
             model = merge_model(graphdef, templates, params, state["rest"])
-            return task.loss(model, batch, rng)
+            loss, aux = task.loss(model, batch, rng)
+            # Non-parameter state the forward pass updated (ASR input-normalisation statistics, rng counts).
+            return loss, (aux, _split_model(model)[2])
 
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        (loss, (aux, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         opt_state = set_learning_rate(state["opt_state"], lr)
         updates, opt_state = tx.update(grads, opt_state, state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params), lr=lr, **aux)
-        return dict(step=state["step"] + 1, params=params, rest=state["rest"], opt_state=opt_state), metrics
+        return dict(step=state["step"] + 1, params=params, rest=rest, opt_state=opt_state), metrics
 
     step_fn = jax.jit(train_step, donate_argnums=(0,), out_shardings=(state_sharding, repl))
 
@@ -113,36 +115,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     t0, logged_at = time.perf_counter(), start
     bar = tqdm(total=tc.num_steps, initial=start, desc="train", disable=jax.process_index() != 0, dynamic_ncols=True)
     try:
-        for step in range(start, tc.num_steps):
-            batch = distributed.global_batch(next(train_iter), mesh)
-            lr = jnp.float32(schedule.lr(step))
-            state, metrics = step_fn(state, batch, lr, jax.random.fold_in(base_key, step))
-            loss = float(metrics["loss"])
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss}) at step {step + 1}; training stopped. The last good checkpoint is "
-                    f"step {ckpt.latest_step()} in {workdir / 'checkpoints'}. Lower optim.lr, check the data, or "
-                    f"use train.precision='fp32'.")
-            done = step + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}")
-            if done % tc.log_every_steps == 0 or done == tc.num_steps:
-                dt = time.perf_counter() - t0
-                last = {k: float(v) for k, v in metrics.items()}
-                last["steps_per_sec"] = (done - logged_at) / max(dt, 1e-9)
-                writer.write(done, last)
-                t0, logged_at = time.perf_counter(), done
-            score = None
-            if done % tc.eval_every_steps == 0 or done == tc.num_steps:
-                model = merge_model(graphdef, templates, state["params"], state["rest"])
-                val = task.evaluate(model, max_batches=tc.eval_batches)
-                schedule.observe(val["loss"])
-                score = val["score"]
-                writer.write(done, {f"val_{k}": v for k, v in val.items()})
-                last.update({f"val_{k}": v for k, v in val.items()})
-                tqdm.write(f"step {done}: " + ", ".join(f"val_{k}={v:.3f}" for k, v in val.items()))
-            if done % tc.checkpoint_every_steps == 0 or done == tc.num_steps:
-                ckpt.save(done, state, train_iter, {"schedule": schedule.state_dict()}, config, score=score)
+        # The mesh in context lets selective_scan(impl='pallas') run its kernel per device under shard_map.
+        with jax.set_mesh(mesh):
+            for step in range(start, tc.num_steps):
+                batch = distributed.global_batch(next(train_iter), mesh)
+                lr = jnp.float32(schedule.lr(step))
+                state, metrics = step_fn(state, batch, lr, jax.random.fold_in(base_key, step))
+                loss = float(metrics["loss"])
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({loss}) at step {step + 1}; training stopped. The last good checkpoint is "
+                        f"step {ckpt.latest_step()} in {workdir / 'checkpoints'}. Lower optim.lr, check the data, or "
+                        f"use train.precision='fp32'.")
+                done = step + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if done % tc.log_every_steps == 0 or done == tc.num_steps:
+                    dt = time.perf_counter() - t0
+                    last = {k: float(v) for k, v in metrics.items()}
+                    last["steps_per_sec"] = (done - logged_at) / max(dt, 1e-9)
+                    writer.write(done, last)
+                    t0, logged_at = time.perf_counter(), done
+                score = None
+                if done % tc.eval_every_steps == 0 or done == tc.num_steps:
+                    model = merge_model(graphdef, templates, state["params"], state["rest"])
+                    val = task.evaluate(model, max_batches=tc.eval_batches)
+                    schedule.observe(val["loss"])
+                    score = val["score"]
+                    writer.write(done, {f"val_{k}": v for k, v in val.items()})
+                    last.update({f"val_{k}": v for k, v in val.items()})
+                    tqdm.write(f"step {done}: " + ", ".join(f"val_{k}={v:.3f}" for k, v in val.items()))
+                if done % tc.checkpoint_every_steps == 0 or done == tc.num_steps:
+                    ckpt.save(done, state, train_iter, {"schedule": schedule.state_dict()}, config, score=score)
     finally:
         bar.close()
         ckpt.close()

@@ -71,11 +71,12 @@ class SeparationTask:
                     sdri=float(np.mean(sdri_vals)), score=float(np.mean(si_snri_vals)))
 
 
-def make_task(config: ml_collections.ConfigDict):
+def make_task(config: ml_collections.ConfigDict, workdir):
+    """The task of ``config.task``; ``workdir`` holds task files (the ASR tokenizer trained for the run)."""
     if config.task == "separation":
         return SeparationTask(config)
     if config.task == "asr":
         from mamba_jax.training.asr_task import AsrTask
 
-        return AsrTask(config)
+        return AsrTask(config, workdir)
     raise ValueError(f"unknown task {config.task!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 
 import jax
@@ -28,7 +29,9 @@ class MetricWriter:
             return
         lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
         kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
-        self.path.write_text("".join(ln + "\n" for ln in kept))
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+        os.replace(tmp, self.path)  # atomic: a kill here leaves the old or the new file, never a partial one
 
     def write(self, step: int, metrics: dict) -> None:
         if not self.enabled:
