@@ -50,6 +50,35 @@ def _resolve_impl(impl: str) -> str:
     return impl
 
 
+def _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state):
+    """The Pallas kernel, run per device under ``jax.shard_map`` when a mesh with a ``data`` axis is set
+    (``jax.set_mesh``, as the trainer does) and the batch divides over it.
+
+    A ``pallas_call`` is opaque to GSPMD: inside a plain jit over batch-sharded inputs, XLA would gather the
+    whole batch onto every device. Under ``shard_map`` each device scans its own rows (the scan is independent
+    per batch row, so no collective is needed); gradients of the replicated ``A``, ``D`` and ``delta_bias``
+    are summed over the axis by shard_map's transpose. Without such a mesh (or with an indivisible batch,
+    e.g. single-utterance validation) the kernel is called directly.
+    """
+    from kernels.selective_scan import selective_scan as pallas_scan
+
+    def call(u, delta, B, C, z, h0, A, D, bias):
+        return pallas_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=delta_softplus,
+                           return_last_state=return_last_state, initial_state=h0)
+
+    mesh = jax.sharding.get_abstract_mesh()
+    n = 1 if mesh.empty or "data" not in mesh.axis_names else mesh.shape["data"]
+    if n == 1 or u.shape[0] % n:
+        return call(u, delta, B, C, z, initial_state, A, D, delta_bias)
+    P = jax.sharding.PartitionSpec
+    row = lambda x: None if x is None else P("data")
+    rep = lambda x: None if x is None else P()
+    batch_args, shared_args = (u, delta, B, C, z, initial_state), (A, D, delta_bias)
+    out_specs = (P("data"), P("data")) if return_last_state else P("data")
+    return jax.shard_map(call, mesh=mesh, in_specs=tuple(map(row, batch_args)) + tuple(map(rep, shared_args)),
+                         out_specs=out_specs, check_vma=False)(*batch_args, *shared_args)
+
+
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> int:
     """Validates shapes; returns the number of groups G."""
     if u.ndim != 3:
@@ -161,12 +190,8 @@ def selective_scan(
     g = _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
     impl = _resolve_impl(impl)
     if impl == "pallas":
-        from kernels.selective_scan import selective_scan as pallas_scan
-
-        return pallas_scan(
-            u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
-            return_last_state=return_last_state, initial_state=initial_state,
-        )
+        return _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                     initial_state)
 
     bsz, l, e = u.shape
     n = A.shape[1]
