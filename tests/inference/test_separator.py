@@ -92,8 +92,6 @@ def test_lengths_in_one_bucket_share_one_compilation(setup):
     n1 = apply_model._cache_size()
     assert sep.separate(_noise(1590, 1), RATE).shape == (2, 1590)  # same bucket (1600): no new compilation
     assert n1 == n0 + 1 and apply_model._cache_size() == n1
-    sep.separate(_noise(1610, 2), RATE)  # next bucket
-    assert apply_model._cache_size() == n1 + 1
 
 
 def _reference_overlap_add(windows, starts, length, chunk):
@@ -130,8 +128,6 @@ def test_overlap_add_long_input_matches_reference(setup):
     starts = [0, 600, 1200, 1500]
     want = _reference_overlap_add([plain(x[s:s + chunk]) for s in starts], starts, n, chunk)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    # and it is not the plain call on the whole signal (the windows lack left context)
-    assert np.abs(got - plain(x)).max() > 1e-3
 
 
 def test_separate_batch_rows_and_lengths(setup):
