@@ -150,21 +150,27 @@ def convert(state_dict: dict[str, np.ndarray], model_cfg, *, source: str = "stat
     return m.finish()
 
 
+def read_normalizer(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+    """SpeechBrain ``normalizer.ckpt`` (``InputNormalization._save``) as ``normalizer.<name>`` arrays;
+    SpeechBrain 1.0's per-speaker dicts (``spk_dict_*``, empty for global normalisation) are skipped."""
+    stats = torch_zip.load(path)
+    if not isinstance(stats, dict) or not {"glob_mean", "glob_std"} <= set(stats):
+        raise ValueError(f"{path}: expected InputNormalization statistics (count, glob_mean, glob_std), got "
+                         f"{type(stats).__name__} {sorted(stats) if isinstance(stats, dict) else ''}")
+    return {f"normalizer.{k}": np.asarray(v) for k, v in stats.items() if not isinstance(v, dict)}
+
+
 def read(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     """A SpeechBrain ``CKPT+...`` folder (``model.ckpt`` and ``normalizer.ckpt``) or a lone ``model.ckpt``
-    (the normaliser keys are then reported missing by ``convert``) as one dict of numpy arrays."""
+    (with ``normalizer.ckpt`` beside it, else ``convert`` reports the statistics missing) as one dict."""
     from mamba_jax.convert import unwrap
 
     path = pathlib.Path(path)
     model_file = path / "model.ckpt" if path.is_dir() else path
     out = dict(unwrap(torch_zip.load(model_file), str(model_file)))
-    norm_file = path / "normalizer.ckpt" if path.is_dir() else path.with_name("normalizer.ckpt")
+    norm_file = model_file.with_name("normalizer.ckpt")
     if norm_file.is_file():
-        stats = torch_zip.load(norm_file)
-        if not isinstance(stats, dict) or "glob_mean" not in stats:
-            raise ValueError(f"{norm_file}: expected InputNormalization statistics (count, glob_mean, glob_std), "
-                             f"got {type(stats).__name__} {sorted(stats) if isinstance(stats, dict) else ''}")
-        out.update({f"normalizer.{k}": np.asarray(v) for k, v in stats.items() if not isinstance(v, dict)})
+        out.update(read_normalizer(norm_file))
     elif path.is_dir():
         raise FileNotFoundError(f"{path}: SpeechBrain checkpoint folder without normalizer.ckpt")
     return out

@@ -122,9 +122,20 @@ def test_bad_checkpoint_names_the_keys():
 
 
 def test_missing_normalizer_statistics_are_named():
-    """A lone model.ckpt (no normalizer.ckpt) cannot silently run with identity normalisation."""
+    """A lone model.ckpt (no normalizer.ckpt) cannot silently run with identity normalisation; the three
+    statistics are the only problems (every other CTC-only key, ``ctc_lin`` <- ``2.w`` included, maps)."""
     sd, _ = golden_state_dict("conmamba_ctc_large")
     for k in ("glob_mean", "glob_std", "count"):
         del sd[f"normalizer.{k}"]
-    with pytest.raises(ConversionError, match=r"missing key 'normalizer.glob_mean'.*\n.*normalizer.glob_std"):
+    with pytest.raises(ConversionError, match=r"\(3 problems\):\n.*missing key 'normalizer.count'.*\n.*"
+                                              r"missing key 'normalizer.glob_mean'.*\n.*missing key 'normalizer.glob_std'"):
         conmamba.convert(sd, fp32_config("conmamba_ctc_large").model)
+
+
+def test_read_speechbrain_normalizer_ckpt():
+    """``normalizer.ckpt`` as SpeechBrain's ``InputNormalization._save`` writes it (torch zip, no torch here)."""
+    stats = conmamba.read_normalizer(GOLDEN / "conmamba_normalizer.ckpt")
+    g = np.load(GOLDEN / "conmamba_small.npz")
+    assert set(stats) == {"normalizer.count", "normalizer.glob_mean", "normalizer.glob_std"}
+    for k in stats:
+        np.testing.assert_array_equal(stats[k], g[k])

@@ -1,6 +1,7 @@
 """Golden parity files for ConMamba ASR from the ORIGINAL PyTorch code (xi-j/Mamba-ASR), run on CPU.
 
-Writes ``tests/golden/{conmamba_ctc_large,conmamba_small,conmambamamba_small}.npz``, read by
+Writes ``tests/golden/{conmamba_ctc_large,conmamba_small,conmambamamba_small}.npz`` (and
+``conmamba_normalizer.ckpt``, conmamba_small's statistics saved by SpeechBrain's ``InputNormalization._save``), read by
 ``tests/convert/test_convert_conmamba.py`` (no torch there). Run it in a torch environment (see
 tests/golden/README.md, "ConMamba"), e.g.::
 
@@ -182,6 +183,8 @@ def make_one(name: str, out_dir: pathlib.Path, recipe) -> None:
     normalize.glob_mean, normalize.glob_std, normalize.count = (torch.from_numpy(glob_mean),
                                                                 torch.from_numpy(glob_std), 7)
 
+    if name == "conmamba_small":  # SpeechBrain's own normalizer.ckpt writer, for the reader's test
+        normalize._save(out_dir / "conmamba_normalizer.ckpt")
     cnn, transformer = model[0], model[1]
     ctc_lin = model[-1]
     tokens = torch.tensor(TOKENS_BOS, dtype=torch.long)
