@@ -12,8 +12,8 @@ batch of windows, the shapes of the long run; ``plain``: one window's length), r
 ``--chunk-seconds`` (hop ``--hop-seconds``) in batches of ``--batch-size``; ``plain`` is one call on the whole
 signal (``chunk_seconds`` larger than the input). Reported: peak RSS, its growth over the baseline, the size of
 the input and output arrays the caller holds anyway (``io``), the growth beyond them, wall time and the
-real-time factor (audio seconds per second; ``plain``: of a second call, after its compilation), and the device's ``peak_bytes_in_use`` where the backend reports
-memory statistics (GPU; not the CPU backend).
+real-time factor (audio seconds per second; ``plain``: of a second call, after its compilation), and the
+device's ``peak_bytes_in_use`` where the backend reports memory statistics (GPU; not the CPU backend).
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class Separator:
 
     Keywords: ``chunk_seconds`` (overlap-add window, default 20 s), ``hop_seconds`` (default 0.8 of the
     window), ``bucket_seconds`` (default 0.5 s; None: exact lengths), ``batch_size`` (windows or signals per
-    device call, default 4).
+    device call, default 4). The model is put in eval mode (dropout off).
     """
 
     def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, *, chunk_seconds: float = 20.0,
@@ -126,6 +126,7 @@ class Separator:
 
     @classmethod
     def from_model(cls, model: nnx.Module, config: ml_collections.ConfigDict, **kw) -> Separator:
+        """From a built model and its full config (``config.task``, ``config.data.sample_rate``)."""
         return cls(model, config, **kw)
 
     @classmethod
