@@ -10,7 +10,8 @@ the two S2S models, the teacher-forced decoder log-probs ``[2, U, V]`` on bos-pr
 Here: rebuild the state_dict, convert it (every key must be consumed), normalise the features with the
 converted statistics, run our fp32 model, compare. Error measure, per output tensor:
 ``rel = max|ours - original| / max|original|`` over every entry (all frames, padding included, since
-neither encoder masks; all token positions; the whole vocabulary).
+neither encoder masks; all token positions; the whole vocabulary). The S2S decoders are also checked on the
+search path: our incremental ``decode_step`` against the original teacher-forced log-probs.
 """
 
 from __future__ import annotations
@@ -73,12 +74,15 @@ def test_golden_parity(name):
     model.eval()
     np.testing.assert_array_equal(np.asarray(model.normalizer.glob_std[...]), g["normalizer.glob_std"])
 
-    @nnx.jit
-    def run(m, feats, lengths, tokens):
-        return m(m.normalize(feats, lengths), lengths, tokens, pad_id=0)
-
+    # ``model(...)``'s body, split so that the encoder output also feeds the incremental decoder check.
+    encode = nnx.jit(lambda m, feats, lengths: m.encode(m.normalize(feats, lengths), lengths))
+    feats, lengths = jnp.asarray(g["feats"]), jnp.asarray(g["feat_lengths"])
+    enc, enc_lengths = encode(model, feats, lengths)
+    out = dict(enc_lengths=enc_lengths, ctc_logprobs=nnx.jit(lambda m, e: m.ctc_logprobs(e))(model, enc))
     tokens = jnp.asarray(g["tokens_bos"]) if "tokens_bos" in g else None
-    out = run(model, jnp.asarray(g["feats"]), jnp.asarray(g["feat_lengths"]), tokens)
+    if tokens is not None:
+        out["attn_logprobs"] = nnx.jit(lambda m, t, e, n: m.decode(t, e, n, pad_id=0))(model, tokens, enc,
+                                                                                        enc_lengths)
     # The original masks the decoder's memory with round(wav_len * L'); ours with ceil(ceil(frames/2)/2).
     # The golden utterances are chosen so the two agree (they can differ by one frame in general).
     np.testing.assert_array_equal(np.asarray(out["enc_lengths"]), g["enc_mask_lengths"])
@@ -87,8 +91,28 @@ def test_golden_parity(name):
     if tokens is not None:
         assert out["attn_logprobs"].shape == g["attn_logprobs"].shape
         rel["attn"] = relative_error(out["attn_logprobs"], g["attn_logprobs"])
+        rel["step"] = _incremental_error(model, enc, enc_lengths, g)
     print(f"{name}: " + ", ".join(f"{k} rel {v:.2e}" for k, v in rel.items()))
     assert all(v < RTOL for v in rel.values()), f"{name}: max|ours - original| / max|original| = {rel}"
+
+
+def _incremental_error(model, enc, enc_lengths, g) -> float:
+    """Search path: our incremental decoder (KV cache / Mamba step states), fed the golden tokens one at a
+    time, against the original's teacher-forced log-probs (its beam search recomputes the full prefix, so
+    they are what it scores). Compared on the positions before each utterance's first pad token (the
+    teacher-forced pass masks pad keys; a step-by-step search never feeds pads)."""
+    tokens, ref = g["tokens_bos"], g["attn_logprobs"]
+
+    init = nnx.jit(lambda m, e, n: m.init_decoder_state(e, n, tokens.shape[1]))
+    step = nnx.jit(lambda m, tok, state, pos: m.decode_step(tok, state, pos))
+    state = init(model, enc, enc_lengths)
+    logp = []
+    for u in range(tokens.shape[1]):
+        lp, state = step(model, jnp.asarray(tokens[:, u]), state, jnp.asarray(u))
+        logp.append(np.asarray(lp))
+    logp = np.stack(logp, axis=1)  # [B, U, V]
+    valid = np.cumsum(tokens == 0, axis=1) == 0  # [B, U] before the first pad
+    return relative_error(logp[valid], ref[valid])
 
 
 def test_every_key_has_a_rule_and_unused_buffers_are_named():
