@@ -6,6 +6,7 @@ Each ``tests/golden/<config>.npz`` (made by tools/golden/make_conmamba_golden.py
 sinusoidal ``pe`` table as a checksum, rebuilt here), InputNormalization statistics, Fbank features of two
 zero-padded utterances, and the ORIGINAL model's eval-mode outputs: CTC log-probs ``[2, L', V]`` and, for
 the two S2S models, the teacher-forced decoder log-probs ``[2, U, V]`` on bos-prefixed, 0-padded tokens.
+The waveforms behind the features are stored too, so our Fbank is checked against SpeechBrain's.
 
 Here: rebuild the state_dict, convert it (every key must be consumed), normalise the features with the
 converted statistics, run our fp32 model, compare. Error measure, per output tensor:
@@ -27,6 +28,7 @@ from flax import nnx
 from mamba_jax.convert import ConversionError, conmamba
 from mamba_jax.convert.golden import checksums, make_state_dict
 from mamba_jax.layers.attention import sinusoidal_positions
+from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
 from mamba_jax.summary import load_config
 from mamba_jax.training.checkpoint import model_from_params
 
@@ -113,6 +115,20 @@ def _incremental_error(model, enc, enc_lengths, g) -> float:
     logp = np.stack(logp, axis=1)  # [B, U, V]
     valid = np.cumsum(tokens == 0, axis=1) == 0  # [B, U] before the first pad
     return relative_error(logp[valid], ref[valid])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fbank_matches_speechbrain(name):
+    """Our feature extraction (``config.features``: n_fft 512 or 400, 25 ms window) on the golden waveforms
+    against SpeechBrain's ``Fbank`` output stored as the golden input, padded frames included; and the valid
+    frame counts (``num_frames``) the ASR task derives from the sample counts."""
+    g = np.load(GOLDEN / f"{name}.npz")
+    cfg = fbank_config_from(fp32_config(name).features)
+    ours = np.asarray(fbank(jnp.asarray(g["wavs"]), cfg))
+    assert ours.shape == g["feats"].shape
+    rel = relative_error(ours, g["feats"])
+    assert rel < RTOL, f"{name}: fbank max|ours - SpeechBrain| / max|SpeechBrain| = {rel:.2e}"
+    np.testing.assert_array_equal(np.asarray(num_frames(jnp.asarray(g["wav_lengths"]), cfg)), g["feat_lengths"])
 
 
 def test_every_key_has_a_rule_and_unused_buffers_are_named():

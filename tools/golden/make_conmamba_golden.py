@@ -29,9 +29,9 @@ What is compared (per file): the synthetic ``model.ckpt`` state_dict (``mamba_ja
 recipe: key names, shapes, seed and float64 checksums are stored, not the weights) plus the two buffers,
 which keep the original constructor's values (``1.positional_encoding_decoder.pe`` is the sinusoidal
 table: its checksum is stored so the test can rebuild it; ``1.positional_encoding.inv_freq`` is stored);
-SpeechBrain ``InputNormalization(global)`` statistics (stored, ``normalizer.*``); the input = Fbank features
-of two synthetic utterances of different lengths zero-padded into one batch (SpeechBrain ``Fbank`` with the
-recipe's n_fft/window); and the outputs in eval mode: ``ctc_logprobs`` = log_softmax(ctc_lin(encoder)) for
+SpeechBrain ``InputNormalization(global)`` statistics (stored, ``normalizer.*``); the two synthetic
+utterances of different lengths zero-padded into one batch (``wavs``) and the input, their SpeechBrain
+``Fbank`` features with the recipe's n_fft/window (``feats``); and the outputs in eval mode: ``ctc_logprobs`` = log_softmax(ctc_lin(encoder)) for
 every frame, and for the S2S models ``attn_logprobs`` = log_softmax(seq_lin(decoder)) of the teacher-forced
 pass on ``tokens_bos`` (bos-prefixed, 0-padded), exactly as ``train_S2S.py`` calls ``Transformer(src,
 tokens_bos, wav_lens, pad_idx=0)``.
@@ -212,7 +212,8 @@ def make_one(name: str, out_dir: pathlib.Path, recipe) -> None:
         **{"buffer." + BUFFERS[0]: sd[BUFFERS[0]].numpy()},
         pe_shape=np.array(sd[BUFFERS[1]].shape), pe_checksum=np.array([pe.sum(), np.square(pe).sum()]),
         **{"normalizer.glob_mean": glob_mean, "normalizer.glob_std": glob_std, "normalizer.count": np.array(7)},
-        feats=feats.numpy().astype(np.float32), feat_lengths=feat_lengths, wav_lens=wav_lens.numpy(),
+        wavs=wavs.numpy(), wav_lengths=np.array(N_SAMPLES), feats=feats.numpy().astype(np.float32),
+        feat_lengths=feat_lengths, wav_lens=wav_lens.numpy(),
         enc_mask_lengths=mask_lengths, ctc_logprobs=ctc.numpy().astype(np.float32),
     )
     if attn is not None:
