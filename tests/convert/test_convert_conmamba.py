@@ -167,8 +167,9 @@ def test_missing_normalizer_statistics_are_named():
     sd, _ = golden_state_dict("conmamba_ctc_large")
     for k in ("glob_mean", "glob_std", "count"):
         del sd[f"normalizer.{k}"]
-    with pytest.raises(ConversionError, match=r"\(3 problems\):\n.*missing key 'normalizer.count'.*\n.*"
-                                              r"missing key 'normalizer.glob_mean'.*\n.*missing key 'normalizer.glob_std'"):
+    expected = (r"\(3 problems\):\n.*missing key 'normalizer.count'.*\n.*missing key 'normalizer.glob_mean'.*\n"
+                r".*missing key 'normalizer.glob_std'")
+    with pytest.raises(ConversionError, match=expected):
         conmamba.convert(sd, fp32_config("conmamba_ctc_large").model)
 
 
