@@ -32,8 +32,8 @@ table: its checksum is stored so the test can rebuild it; ``1.positional_encodin
 SpeechBrain ``InputNormalization(global)`` statistics (stored, ``normalizer.*``); the two synthetic
 utterances of different lengths zero-padded into one batch (``wavs``) and the input, their SpeechBrain
 ``Fbank`` features with the recipe's n_fft/window (``feats``); and the outputs in eval mode:
-``ctc_logprobs`` = log_softmax(ctc_lin(encoder)) for every frame, and for the S2S models ``attn_logprobs`` = log_softmax(seq_lin(decoder)) of the teacher-forced
-pass on ``tokens_bos`` (bos-prefixed, 0-padded), exactly as ``train_S2S.py`` calls ``Transformer(src,
+``ctc_logprobs`` = log_softmax(ctc_lin(encoder)) for every frame, and for the S2S models
+``attn_logprobs`` = log_softmax(seq_lin(decoder)) of the teacher-forced pass on ``tokens_bos`` (bos-prefixed, 0-padded), exactly as ``train_S2S.py`` calls ``Transformer(src,
 tokens_bos, wav_lens, pad_idx=0)``.
 """
 
