@@ -33,8 +33,9 @@ SpeechBrain ``InputNormalization(global)`` statistics (stored, ``normalizer.*``)
 utterances of different lengths zero-padded into one batch (``wavs``) and the input, their SpeechBrain
 ``Fbank`` features with the recipe's n_fft/window (``feats``); and the outputs in eval mode:
 ``ctc_logprobs`` = log_softmax(ctc_lin(encoder)) for every frame, and for the S2S models
-``attn_logprobs`` = log_softmax(seq_lin(decoder)) of the teacher-forced pass on ``tokens_bos`` (bos-prefixed, 0-padded), exactly as ``train_S2S.py`` calls ``Transformer(src,
-tokens_bos, wav_lens, pad_idx=0)``.
+``attn_logprobs`` = log_softmax(seq_lin(decoder)) of the teacher-forced pass on ``tokens_bos``
+(bos-prefixed, 0-padded), exactly as ``train_S2S.py`` calls ``Transformer(src, tokens_bos, wav_lens,
+pad_idx=0)``.
 """
 
 from __future__ import annotations
