@@ -96,7 +96,7 @@ class StateDictMapper:
         self.values: dict[str, np.ndarray] = {}
         self.consumed: set[str] = set()
         self.problems: list[str] = []
-        self._attempted: set[str] = set()  # our leaves whose key was missing or mis-shaped (already reported)
+        self._attempted: set[str] = set()  # our leaves a key was tried for (filled, or its problem recorded)
 
     def our_paths(self) -> list[str]:
         """Every leaf of our tree, ``params/...`` or ``rest/...``, in tree order."""

@@ -66,9 +66,14 @@ def _conv_fn(x, weight, bias=None, seq_idx=None, initial_states=None, return_fin
     return _conv_fwd(x, weight, bias, activation)
 
 
+SCAN_CALLS = [0]  # calls of the selective_scan_cuda stand-in: proves the fast path ran (see make)
+
+
 def _scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     """selective_scan_cuda.fwd: returns (out, intermediates, out_z) where out_z = out * silu(z)."""
     from mamba_ssm.ops.selective_scan_interface import selective_scan_ref
+
+    SCAN_CALLS[0] += 1
 
     out = selective_scan_ref(u, delta, A, B, C, D, None, delta_bias, delta_softplus)
     if z is None:
@@ -239,8 +244,14 @@ def make(name: str, trees, out_dir: pathlib.Path) -> None:
         values.update(fill(mod, prefix, SEED))
     keys, shapes = list(values), [v.shape for v in values.values()]
     mix = mix_input(batch, samples, SEED)
+    # Every mixer runs once per forward pass (DPMamba's on the reshaped chunk batch); a BiMamba v2 on its
+    # fast path calls the scan kernel twice. Fewer calls would mean some mixer took the slow path.
+    mixers = [m for mod in mods.values() for m in mod.modules() if type(m).__name__ == "Mamba"]
+    expected_calls = sum(2 if getattr(m, "bimamba_type", "none") == "v2" else 1 for m in mixers)
+    SCAN_CALLS[0] = 0
     with torch.no_grad():
         out = forward(mods, torch.from_numpy(mix)).numpy()
+    assert SCAN_CALLS[0] == expected_calls, (name, SCAN_CALLS[0], expected_calls)
     assert np.all(np.isfinite(out)), name
     np.savez_compressed(
         out_dir / f"{name}.npz", keys=np.array(keys), shapes=np.array([",".join(map(str, s)) for s in shapes]),
