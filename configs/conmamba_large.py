@@ -28,7 +28,6 @@ def asr_config(*, d_model: int, enc_layers: int, dec_layers: int, heads: int, d_
         dropout=0.1, d_state=16, d_conv=4, expand=2, max_len=2500,
         init="xavier",  # TransformerASR._init_params (A_log included); 'mamba' keeps the Mamba init
     ))
-    c.model.dtype = c.train.get_ref("precision")  # matmul compute dtype follows train.precision
     c.loss.name = "ctc_attention"
     c.loss.ctc_weight = 0.3
     c.loss.label_smoothing = 0.1

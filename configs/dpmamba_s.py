@@ -40,5 +40,6 @@ def get_config(arg=None, size="s"):
         model.update(n_filters=16, n_dp=1, chunk_size=20)
     with c.unlocked():
         c.model = ml_collections.ConfigDict(model)
+        c.model.dtype = c.train.get_ref("precision")
     c.lock()
     return c

@@ -59,6 +59,7 @@ from mamba_jax.layers.init import torch_default
 from mamba_jax.layers.mamba import BiMambaV2, Mamba, MambaConfig
 from mamba_jax.layers.norm import LayerNorm
 from mamba_jax.layers.normalization import InputNormalization
+from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.transformer import FeedForward, MambaDecoder, TransformerDecoder, gelu
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -95,10 +96,6 @@ class ConMambaConfig:
     @property
     def mamba(self) -> MambaConfig:
         return MambaConfig(d_model=self.d_model, d_state=self.d_state, d_conv=self.d_conv, expand=self.expand)
-
-
-def _compute_dtype(name: str):
-    return {"fp32": None, "float32": None, "bf16": jnp.bfloat16, "bfloat16": jnp.bfloat16}[name]
 
 
 class ConvolutionModule(nnx.Module):
@@ -160,7 +157,7 @@ class ConMambaASR(nnx.Module):
 
     def __init__(self, cfg: ConMambaConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        dtype = _compute_dtype(cfg.dtype)
+        dtype = compute_dtype(cfg.dtype)
         d = cfg.d_model
         self.CNN = ConvFrontEnd(cfg.n_mels, cfg.cnn_channels, dropout=cfg.dropout, dtype=dtype, rngs=rngs)
         self.custom_src_module = nnx.Linear(self.CNN.out_dim, d, kernel_init=torch_default(self.CNN.out_dim),

@@ -50,6 +50,7 @@ from flax import nnx
 
 from mamba_jax.layers.blocks import MambaStack
 from mamba_jax.layers.mamba import MambaConfig
+from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import GroupNorm1, PReLU
 from mamba_jax.layers.torch_conv import Conv1d, Conv2d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform
@@ -77,6 +78,7 @@ class DPMambaConfig:
     norm_eps: float = 1e-5  # RMSNorm
     gn_eps: float = 1e-8
     scan_impl: Impl = "auto"
+    dtype: str = "fp32"  # Mamba mixers' matmul inputs: 'fp32' | 'bf16' (params, norms, convs, scan, state stay fp32)
     check_finite: CheckFinite = "eager"
 
     @property
@@ -124,6 +126,7 @@ class DualComputationBlock(nnx.Module):
     def __init__(self, cfg: DPMambaConfig, *, rngs: nnx.Rngs):
         n_mamba = cfg.n_mamba_dp // 2
         kw = dict(mixer="bimamba_v2", norm="rms", norm_eps=cfg.norm_eps, final_norm=True, scan_impl=cfg.scan_impl,
+                  dtype=compute_dtype(cfg.dtype),
                   rngs=rngs)
         self.skip_around_intra = cfg.skip_around_intra
         self.intra_mdl = MambaStack(cfg.mamba, n_mamba, **kw)

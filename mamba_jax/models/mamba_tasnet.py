@@ -52,6 +52,7 @@ from flax import nnx
 from mamba_jax.layers.blocks import MambaStack
 from mamba_jax.layers.init import uniform
 from mamba_jax.layers.mamba import BiMambaV2, Mamba, MambaConfig
+from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import ChannelLayerNorm
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
@@ -75,6 +76,7 @@ class MambaTasNetConfig:
     norm_eps: float = 1e-5  # RMSNorm
     cln_eps: float = 1e-8
     scan_impl: Impl = "auto"
+    dtype: str = "fp32"  # Mamba mixers' matmul inputs: 'fp32' | 'bf16' (params, norms, convs, scan, state stay fp32)
     check_finite: CheckFinite = "eager"
 
     @property
@@ -135,7 +137,8 @@ class MaskNet(nnx.Module):
         self.layer_norm = ChannelLayerNorm(n, eps=cfg.cln_eps)
         self.bottleneck_conv1x1 = SBConv1x1(n, n, rngs=rngs)
         self.mamba_net = MambaStack(cfg.mamba, cfg.n_layer, mixer="bimamba_v2", norm="rms", norm_eps=cfg.norm_eps,
-                                    final_norm=True, scan_impl=cfg.scan_impl, rngs=rngs)
+                                    final_norm=True, scan_impl=cfg.scan_impl,
+                                    dtype=compute_dtype(cfg.dtype), rngs=rngs)
         self.mask_conv1x1 = SBConv1x1(n, cfg.num_spks * n, rngs=rngs)
 
     def __call__(self, w: Float[Array, "B L N"]) -> Float[Array, "B L S N"]:

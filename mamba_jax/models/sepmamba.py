@@ -55,6 +55,7 @@ from flax import nnx
 
 from mamba_jax.layers.blocks import MambaStack
 from mamba_jax.layers.mamba import MambaConfig
+from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
 from mamba_jax.ops.selective_scan import Impl
@@ -79,6 +80,7 @@ class SepMambaConfig:
     expand: int = 2
     norm_eps: float = 1e-5
     scan_impl: Impl = "auto"
+    dtype: str = "fp32"  # Mamba mixers' matmul inputs: 'fp32' | 'bf16' (params, norms, convs, scan, state stay fp32)
     check_finite: CheckFinite = "eager"
 
     def mamba(self, d_model: int) -> MambaConfig:
@@ -120,6 +122,7 @@ class MambaLayer(nnx.Module):
 
     def __init__(self, cfg: SepMambaConfig, dim: int, *, rngs: nnx.Rngs):
         kw = dict(mixer="mamba", norm="layer", norm_eps=cfg.norm_eps, final_norm=False, scan_impl=cfg.scan_impl,
+                  dtype=compute_dtype(cfg.dtype),
                   rngs=rngs)
         self.forward_mamba_block = MambaStack(cfg.mamba(dim), cfg.num_blocks, **kw)
         self.backward_mamba_block = None if cfg.causal else MambaStack(cfg.mamba(dim), cfg.num_blocks, **kw)

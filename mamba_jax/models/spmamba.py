@@ -50,6 +50,7 @@ from flax import nnx
 
 from mamba_jax.layers.blocks import MambaStack
 from mamba_jax.layers.mamba import MambaConfig
+from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import ChannelFreqLayerNorm, ChannelLayerNorm, GroupNorm1, PReLU
 from mamba_jax.layers.stft import istft, n_frames, stft
 from mamba_jax.layers.torch_conv import Conv2d, ConvTranspose1d, ConvTranspose2d
@@ -79,6 +80,7 @@ class SPMambaConfig:
     d_conv: int = 4
     norm_eps: float = 1e-5  # RMSNorm in the Mamba blocks
     scan_impl: Impl = "auto"
+    dtype: str = "fp32"  # Mamba mixers' matmul inputs: 'fp32' | 'bf16' (params, norms, convs, scan, state stay fp32)
     check_finite: CheckFinite = "eager"
 
     @property
@@ -106,6 +108,7 @@ class BiMambaConcat(nnx.Module):
 
     def __init__(self, cfg: SPMambaConfig, *, rngs: nnx.Rngs):
         kw = dict(mixer="mamba", norm="rms", norm_eps=cfg.norm_eps, final_norm=False, scan_impl=cfg.scan_impl,
+                  dtype=compute_dtype(cfg.dtype),
                   rngs=rngs)
         self.forward_blocks = MambaStack(cfg.mamba, 1, **kw)
         self.backward_blocks = MambaStack(cfg.mamba, 1, **kw)

@@ -56,8 +56,10 @@ def base_config(task: str) -> ml_collections.ConfigDict:
             eval_batches=ml_collections.FieldReference(None, field_type=int),  # None: the whole split
             eval_pad_multiple=4000,  # validation inputs are zero-padded to a multiple of this (fewer compiles)
             precision="fp32",  # 'fp32' | 'bf16' (matmul inputs only; params, scan and state stay fp32)
+            init_from="",  # a checkpoint (workdir, checkpoints/ or step folder) to fine-tune from; fresh runs only
         )
     )
+    c.model.dtype = c.train.get_ref("precision")  # the models' matmul compute dtype follows train.precision
     c.data = data_config(sample_rate=8000 if task == "separation" else 16000,
                          corpus="wsj0-2mix" if task == "separation" else "librispeech")
     return c
