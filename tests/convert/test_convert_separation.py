@@ -25,12 +25,14 @@ from mamba_jax.training.checkpoint import model_from_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
-CASES = {  # golden file -> config
-    "mambatasnet_xs": "mambatasnet_xs",
-    "dpmamba_xs": "dpmamba_xs",
-    "sepmamba_s": "sepmamba_s",
-    "sepmamba_causal_s": "sepmamba_causal_s",
-    "spmamba": "spmamba",
+CASES = {  # golden file -> (config, model overrides)
+    "mambatasnet_xs": ("mambatasnet_xs", {}),
+    "dpmamba_xs": ("dpmamba_xs", {}),
+    # DPMamba M/L's skip_around_intra=True path, at a small size (N 64, 2 dual-path blocks, 6001 samples).
+    "dpmamba_skip_small": ("dpmamba_xs", {"n_filters": 64, "n_dp": 2, "skip_around_intra": True}),
+    "sepmamba_s": ("sepmamba_s", {}),
+    "sepmamba_causal_s": ("sepmamba_causal_s", {}),
+    "spmamba": ("spmamba", {}),
 }
 # Forward passes of the full-size models take 5-70 s each on 2 CPU cores: the two cheapest run by default,
 # the others with -m slow. Every file's conversion (all keys consumed, recipe checksums) runs by default.
@@ -53,7 +55,9 @@ def converted(name: str):
     sd, g = golden_state_dict(name)
     np.testing.assert_allclose(checksums(sd), g["checksums"], rtol=1e-9, atol=1e-6,
                                err_msg="the weight recipe drifted from the one that made the golden file")
-    config = load_config(str(ROOT / "configs" / f"{CASES[name]}.py"))
+    config_name, overrides = CASES[name]
+    config = load_config(str(ROOT / "configs" / f"{config_name}.py"))
+    config.model.update(overrides)
     params, rest = convert_state_dict(sd, config.model)  # raises if a key is missing, left over or mis-shaped
     return sd, g, config, params, rest
 

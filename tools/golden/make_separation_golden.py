@@ -159,7 +159,8 @@ def dpmamba(trees, size: str):
     from modules.mamba_blocks import MambaBlocksSequential
     from speechbrain.lobes.models.dual_path import Decoder, Dual_Path_Model, Encoder
 
-    n, n_dp, skip = {"XS": (128, 8, False), "S": (256, 8, False)}[size]
+    # "skip_small": the M/L variant's skip_around_intra=True path at a small, fast size.
+    n, n_dp, skip = {"XS": (128, 8, False), "S": (256, 8, False), "skip_small": (64, 2, True)}[size]
 
     def blocks():
         return MambaBlocksSequential(n_mamba=1, bidirectional=True, d_model=n, d_state=16, expand=2, d_conv=4,
@@ -228,6 +229,7 @@ def spmamba(trees):
 MODELS = {
     "mambatasnet_xs": (lambda trees: mamba_tasnet(trees, "XS"), 2, 4001),
     "dpmamba_xs": (lambda trees: dpmamba(trees, "XS"), 2, 4001),
+    "dpmamba_skip_small": (lambda trees: dpmamba(trees, "skip_small"), 2, 6001),
     "sepmamba_s": (lambda trees: sepmamba(trees, causal=False), 2, 4001),
     "sepmamba_causal_s": (lambda trees: sepmamba(trees, causal=True), 1, 4001),
     "spmamba": (spmamba, 2, 4001),
