@@ -6,7 +6,8 @@ pickle as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`
 persistent id ``("storage", torch.<Dtype>Storage, "<n>", location, numel)``.
 
 The unpickler is restricted: it resolves only torch's tensor/parameter rebuild functions, the storage
-types and ``collections.OrderedDict``. Any other global (a class, ``os.system``, ...) is refused with an
+types, ``collections.OrderedDict`` and a few plain values (``torch.__version__``, ``torch.device``,
+``torch.Size``, dtypes), returned as str, str, tuple and numpy dtype. Any other global (a class, ``os.system``, ...) is refused with an
 error that names the file and the global, so reading a checkpoint never runs code from it.
 """
 
@@ -59,12 +60,27 @@ def _rebuild_parameter(data: np.ndarray, *_unused) -> np.ndarray:
     return data
 
 
+def _device(*args) -> str:
+    """``torch.device("cuda", 0)`` -> ``"cuda:0"``."""
+    return ":".join(str(a) for a in args)
+
+
+_TORCH_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16,
+                 "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8,
+                 "bool": np.bool_}
+
 _ALLOWED = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("collections", "OrderedDict"): collections.OrderedDict,
+    # Plain values that checkpoints carry next to the weights (e.g. look2hear's best_model.pth stores
+    # torch.__version__, a TorchVersion str subclass; optimiser states and hparams hold devices, dtypes, sizes).
+    ("torch.torch_version", "TorchVersion"): str,
+    ("torch", "device"): _device,
+    ("torch", "Size"): tuple,
+    **{("torch", name): np.dtype(dt) for name, dt in _TORCH_DTYPES.items()},
 }
 
 
@@ -81,7 +97,7 @@ class _Unpickler(pickle.Unpickler):
             return _StorageType(name)
         raise UnsafeCheckpointError(
             f"{self.path}: refusing to load global {module}.{name} (a weights-only reader allows only torch "
-            f"tensors, storages and OrderedDict; re-save the state_dict alone)")
+            f"tensors, storages, OrderedDict and a few plain torch values; re-save the state_dict alone)")
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"

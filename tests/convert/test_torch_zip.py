@@ -42,6 +42,9 @@ def test_values_dtypes_and_views():
 def test_lightning_nested_prefixed_state_dict():
     obj = load(FIXTURES / "lightning.ckpt")
     assert obj["epoch"] == 3 and obj["global_step"] == 7
+    infos = obj["infos"]
+    assert infos["torch_version"].startswith("2.13") and type(infos["torch_version"]) is str
+    assert infos["device"] == "cuda:1" and infos["size"] == (2, 3) and infos["dtype"] == np.dtype(ml_dtypes.bfloat16)
     sd = unwrap(obj, "lightning.ckpt")
     assert sorted(sd) == ["half", "weight"]  # audio_model. prefix removed
     np.testing.assert_array_equal(sd["weight"], np.arange(12, dtype=np.float32).reshape(3, 4) / 7 - 0.5)

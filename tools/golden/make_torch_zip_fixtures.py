@@ -5,7 +5,9 @@ Values are simple closed forms of ``arange`` so the tests can recompute them wit
 
 * ``plain.pth``: a state_dict (OrderedDict) with float32 (a Parameter), float16, bfloat16, int64, bool,
   a 0-d tensor, a transposed (non-contiguous) view and a view at a storage offset sharing one storage;
-* ``lightning.ckpt``: ``{"state_dict": {"audio_model.<k>": ...}, "epoch": 3, "global_step": 7}``;
+* ``lightning.ckpt``: ``{"state_dict": {"audio_model.<k>": ...}, "epoch": 3, "global_step": 7, "infos":
+  {torch.__version__, torch.device("cuda", 1), torch.bfloat16, torch.Size([2, 3])}}`` (plain torch values
+  that real checkpoints carry, e.g. look2hear's best_model.pth stores torch.__version__);
 * ``legacy.pth``: the pre-1.6 non-zip pickle format (must be refused with a clear message);
 * ``evil.pth``: a zip checkpoint whose pickle calls ``os.system`` (must be refused, never run).
 """
@@ -41,7 +43,9 @@ def main() -> None:
     )
     torch.save(sd, OUT / "plain.pth")
     torch.save({"state_dict": collections.OrderedDict((f"audio_model.{k}", v) for k, v in list(sd.items())[:2]),
-                "epoch": 3, "global_step": 7}, OUT / "lightning.ckpt")
+                "epoch": 3, "global_step": 7,
+                "infos": {"torch_version": torch.__version__, "device": torch.device("cuda", 1),
+                          "dtype": torch.bfloat16, "size": torch.Size([2, 3])}}, OUT / "lightning.ckpt")
     torch.save(collections.OrderedDict(weight=sd["weight"].detach()), OUT / "legacy.pth",
                _use_new_zipfile_serialization=False)
     torch.save({"weight": torch.zeros(2), "payload": Evil()}, OUT / "evil.pth")
