@@ -1,6 +1,6 @@
 """Converter errors and the on-disk path: fabricated checkpoint problems are all named in one error;
-``convert_checkpoint`` (SpeechBrain CKPT folder / Lightning file -> our checkpoint) -> ``load_model`` gives
-the same outputs as the converted params."""
+``convert_checkpoint`` (a SpeechBrain CKPT folder written by the original code / a Lightning file) ->
+``load_params``/``load_model`` gives the converted params and their outputs (and the original's)."""
 
 from __future__ import annotations
 
@@ -34,27 +34,18 @@ def original_keys(model_cfg, key_of) -> dict[str, tuple[int, ...]]:
     return {key_of(p): tuple(m.targets[p].shape) for p in m.our_paths()}
 
 
-def torch_shaped_state_dict(cfg) -> dict[str, np.ndarray]:
-    """A Mamba-TasNet smoke state_dict in torch layouts (Linear [out,in], depthwise conv [E,1,K], cLN [1,1,N])."""
-    from mamba_jax.convert.common import torch_key
-
-    shapes = {}
-    for k, s in original_keys(cfg.model, torch_key).items():
-        if k.endswith(("in_proj.weight", "x_proj.weight", "x_proj_b.weight", "dt_proj.weight", "dt_proj_b.weight",
-                       "out_proj.weight")):
-            s = s[::-1]
-        elif ".conv1d" in k and "mixer" in k and k.endswith("weight"):
-            s = (s[1], 1, s[0])
-        elif "layer_norm" in k:
-            s = (1, 1, s[0])
-        shapes[k] = s
-    return make_state_dict(list(shapes), list(shapes.values()), seed=3)
+def smoke_golden() -> tuple[dict[str, np.ndarray], dict]:
+    """The original Mamba-TasNet smoke-size state_dict (key names and shapes of the original modules, golden
+    recipe values) and its golden file."""
+    g = dict(np.load(ROOT / "tests" / "golden" / "mambatasnet_smoke_ckpt.npz"))
+    shapes = [tuple(int(d) for d in s.split(",")) for s in g["shapes"]]
+    return make_state_dict([str(k) for k in g["keys"]], shapes, int(g["seed"])), g
 
 
 def test_error_names_renamed_and_misshaped_keys():
     cfg = config("mambatasnet_xs")
-    sd = torch_shaped_state_dict(cfg)
-    convert_state_dict(sd, cfg.model)  # the fabricated dict itself is complete
+    sd, _ = smoke_golden()
+    convert_state_dict(sd, cfg.model)  # complete as it is
     bad = dict(sd)
     bad["masknet.mamba_net.layers.0.mixer.A_log_renamed"] = bad.pop("masknet.mamba_net.layers.0.mixer.A_log")
     shape = bad["masknet.mask_conv1x1.conv.weight"].shape
@@ -128,27 +119,6 @@ def _forward(model, x):
     return np.asarray(nnx.jit(lambda m, x: m(x))(model, x))
 
 
-def test_convert_checkpoint_speechbrain_folder_round_trip(tmp_path):
-    cfg = config("mambatasnet_xs")
-    sd = torch_shaped_state_dict(cfg)
-    ckpt = tmp_path / "CKPT+2024-01-01+00-00-00+00"
-    ckpt.mkdir()
-    for stem in ("encoder", "masknet", "decoder"):
-        part = {k[len(stem) + 1:]: v for k, v in sd.items() if k.startswith(stem + ".")}
-        write_torch_zip(ckpt / f"{stem}.ckpt", lambda t: collections.OrderedDict((k, t(v)) for k, v in part.items()))
-    (ckpt / "counter.ckpt").write_text("7")  # SpeechBrain's other files are not read
-    assert read_state_dict(ckpt, cfg.model).keys() == sd.keys()
-    step_dir = convert_checkpoint(cfg, ckpt, tmp_path / "out")
-    assert step_dir == tmp_path / "out" / "checkpoints" / "0"
-
-    params, rest = convert_state_dict(sd, cfg.model)
-    direct = model_from_params(cfg, params, rest)
-    loaded, loaded_cfg = load_model(tmp_path / "out")
-    assert loaded_cfg.model.to_dict() == cfg.model.to_dict()
-    x = jax.random.normal(jax.random.key(0), (2, 801)) * 0.3
-    np.testing.assert_array_equal(_forward(loaded, x), _forward(direct, x))
-
-
 def test_convert_checkpoint_lightning_file_and_bad_file(tmp_path):
     cfg = config("sepmamba_s")
     from mamba_jax.convert.sepmamba import _key
@@ -175,3 +145,30 @@ def test_convert_checkpoint_lightning_file_and_bad_file(tmp_path):
         (k, t(v)) for k, v in list(sd.items())[1:])})
     with pytest.raises(ConversionError, match=r"wrong\.pth: state_dict does not fit model 'sepmamba' \(1 problem\)"):
         convert_checkpoint(cfg, g, tmp_path / "out2")
+
+
+def test_convert_checkpoint_of_a_real_speechbrain_folder(tmp_path):
+    """tests/golden/mambatasnet_smoke_ckpt_CKPT was written by SpeechBrain's torch_save from the ORIGINAL
+    Mamba-TasNet modules (smoke size, golden recipe weights); its .npz holds the original's output."""
+    expected, g = smoke_golden()
+    cfg = config("mambatasnet_xs")
+    folder = ROOT / "tests" / "golden" / "mambatasnet_smoke_ckpt_CKPT"
+    sd = read_state_dict(folder, cfg.model)
+    assert list(sd) == list(expected)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(sd[k], v, err_msg=k)
+
+    (tmp_path / "CKPT").mkdir()  # SpeechBrain's other files (counter, brain, optimizer state) are not read
+    for f in folder.iterdir():
+        (tmp_path / "CKPT" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "CKPT" / "counter.ckpt").write_text("7")
+    step_dir = convert_checkpoint(cfg, tmp_path / "CKPT", tmp_path / "out")
+    assert step_dir == tmp_path / "out" / "checkpoints" / "0"
+    model, loaded_cfg = load_model(tmp_path / "out")
+    assert loaded_cfg.model.to_dict() == cfg.model.to_dict()
+    x = jax.numpy.asarray(g["input"])
+    out = _forward(model, x)
+    params, rest = convert_state_dict(sd, cfg.model)
+    np.testing.assert_array_equal(out, _forward(model_from_params(cfg, params, rest), x))  # the round trip
+    rel = np.max(np.abs(out - g["output"])) / np.max(np.abs(g["output"]))  # and the original's output
+    assert rel < 1e-4, rel

@@ -145,7 +145,8 @@ def mamba_tasnet(trees, size: str):
     from modules.mamba_masknet import MaskNet
     from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
-    n, n_mamba = {"XS": (128, 16), "S": (256, 16)}[size]
+    # "smoke": configs/mambatasnet_xs.py:smoke's size, saved as a real SpeechBrain CKPT folder (see make).
+    n, n_mamba = {"XS": (128, 16), "S": (256, 16), "smoke": (16, 2)}[size]
     encoder = Encoder(kernel_size=16, out_channels=n)
     masknet = MaskNet(enc_dim=n, bot_dim=n, n_spk=2, n_mamba=n_mamba, bidirectional=True, d_model=n, d_state=16,
                       expand=2, d_conv=4, fused_add_norm=False, rms_norm=True, residual_in_fp32=False)
@@ -228,6 +229,7 @@ def spmamba(trees):
 
 MODELS = {
     "mambatasnet_xs": (lambda trees: mamba_tasnet(trees, "XS"), 2, 4001),
+    "mambatasnet_smoke_ckpt": (lambda trees: mamba_tasnet(trees, "smoke"), 2, 1601),
     "dpmamba_xs": (lambda trees: dpmamba(trees, "XS"), 2, 4001),
     "dpmamba_skip_small": (lambda trees: dpmamba(trees, "skip_small"), 2, 6001),
     "sepmamba_s": (lambda trees: sepmamba(trees, causal=False), 2, 4001),
@@ -255,6 +257,15 @@ def make(name: str, trees, out_dir: pathlib.Path) -> None:
         out = forward(mods, torch.from_numpy(mix)).numpy()
     assert SCAN_CALLS[0] == expected_calls, (name, SCAN_CALLS[0], expected_calls)
     assert np.all(np.isfinite(out)), name
+    if name.endswith("_ckpt"):
+        # Also the weights themselves, as SpeechBrain's Checkpointer writes them (torch_save = torch.save of
+        # each module's state_dict): a CKPT folder for the end-to-end test of convert_checkpoint.
+        from speechbrain.utils.checkpoints import torch_save
+
+        folder = out_dir / f"{name}_CKPT"
+        folder.mkdir(exist_ok=True)
+        for prefix, mod in mods.items():
+            torch_save(mod, folder / f"{prefix}.ckpt")
     np.savez_compressed(
         out_dir / f"{name}.npz", keys=np.array(keys), shapes=np.array([",".join(map(str, s)) for s in shapes]),
         seed=np.int64(SEED), checksums=golden.checksums(values),
