@@ -50,6 +50,19 @@ def merge_model(graphdef, templates, params: dict, rest: dict) -> nnx.Module:
     return nnx.merge(graphdef, p_t, r_t)
 
 
+def _initialize_from(path, config, state, state_sharding) -> dict:
+    """``state`` with ``params``/``rest`` replaced by those of the checkpoint at ``path`` (shape-checked against
+    this run's model; the optimiser state is re-initialised for them)."""
+    from mamba_jax.training.checkpoint import load_params, model_from_params
+
+    _, params, rest, src_step = load_params(path)
+    _, p, r, _ = _split_model(model_from_params(config, params, rest))
+    tx = make_optimizer(config.optim)
+    new = dict(step=state["step"], params=p, rest=r, opt_state=tx.init(p))
+    print(f"initialised from {path} (step {src_step})", flush=True)
+    return jax.device_put(new, state_sharding)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the last metrics."""
     distributed.initialize_from_env()
@@ -105,6 +118,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     else:
         start = 0
         state = jax.jit(init_state, out_shardings=state_sharding)()
+        if tc.init_from:  # fine-tuning: weights from a checkpoint (e.g. `mamba-jax convert`), fresh optimiser
+            state = _initialize_from(tc.init_from, config, state, state_sharding)
     if start >= tc.num_steps:
         ckpt.close()
         writer.close()

@@ -61,3 +61,25 @@ def test_non_finite_loss_stops_with_the_step(corpus, tmp_path):
     cfg.optim.clip_norm = 0.0
     with pytest.raises(NonFiniteLossError, match=r"at step \d"):
         train_and_evaluate(cfg, tmp_path)
+
+
+def test_init_from_fine_tunes_from_checkpoint_weights(corpus, tmp_path):
+    import jax
+
+    from mamba_jax.training.checkpoint import load_params
+
+    src = tmp_path / "src"
+    train_and_evaluate(tiny_config(corpus, num_steps=2), src)
+    dst = tmp_path / "dst"
+    cfg = tiny_config(corpus, num_steps=1, init_from=str(src), checkpoint_every_steps=1, eval_every_steps=1)
+    cfg.optim.lr = 0.0  # one step that cannot move the weights: they must be the source's
+    train_and_evaluate(cfg, dst)
+    _, a, _, _ = load_params(src)
+    _, b, _, step = load_params(dst)
+    assert step == 1
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    bad = tiny_config(corpus, num_steps=1, init_from=str(src))
+    bad.model.n_filters = 24
+    with pytest.raises(ValueError, match="shape"):
+        train_and_evaluate(bad, tmp_path / "bad")
