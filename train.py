@@ -27,7 +27,9 @@ def main(argv: list[str]) -> None:
     from mamba_jax.training.loop import train_and_evaluate
 
     metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    if metrics:
+    import jax
+
+    if metrics and jax.process_index() == 0:
         print("final:", ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
 
 
