@@ -25,7 +25,8 @@ def test_notebooks_present_and_stripped():
         assert any("MAMBA_JAX_NOTEBOOK_SMOKE" in c.source for c in code), f"{path.name}: no SMOKE parameter"
 
 
-@pytest.mark.slow  # each trains a smoke model for two steps in a fresh kernel (JAX import + compiles)
+# Runs by default (issue 8: the notebooks run in the test suite): each trains a smoke model for two steps in a
+# fresh kernel (JAX import + compiles), about 1-2 min of CPU each.
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_in_smoke_mode(name, tmp_path, monkeypatch):
     from nbclient import NotebookClient
