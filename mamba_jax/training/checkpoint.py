@@ -8,12 +8,14 @@ with the highest validation score (``metrics["score"]``, higher is better).
 
 from __future__ import annotations
 
+import json
 import logging
 import pathlib
 
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
@@ -102,11 +104,8 @@ def _step_dir(path: str | pathlib.Path) -> pathlib.Path:
 
 def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, dict, dict, int]:
     """``(config, params, rest, step)`` of the latest checkpoint under ``path`` (workdir, checkpoints/ or a
-    step folder), as host numpy arrays: no optimiser state, no device placement, any device topology."""
-    import json
-
-    import numpy as np
-
+    step folder), as host numpy arrays: the optimiser state is not read (PLACEHOLDER leaves), no device
+    placement, any device topology."""
     step_dir = _step_dir(path)
     config_file = step_dir / "config" / "metadata"
     if not config_file.is_file():
@@ -120,8 +119,10 @@ def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, di
         meta = ckptr.metadata(step_dir / "state").item_metadata.tree
         if "params" not in meta:
             raise ValueError(f"{step_dir / 'state'}: no 'params' in the checkpoint (keys: {sorted(meta)})")
-        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
-        state = ckptr.restore(step_dir / "state", args=ocp.args.PyTreeRestore(restore_args=restore_args))
+        item = {k: v if k in ("step", "params", "rest") else jax.tree.map(lambda _: ocp.PLACEHOLDER, v)
+                for k, v in meta.items()}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+        state = ckptr.restore(step_dir / "state", args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args))
     finally:
         absl_logger.setLevel(level)
     return config, state["params"], state.get("rest", {}), int(state.get("step", int(step_dir.name)))
@@ -181,7 +182,7 @@ def find_tokenizer(path: str | pathlib.Path, config: ml_collections.ConfigDict) 
     step_dir = _step_dir(path)
     workdir = step_dir.parent.parent  # <workdir>/checkpoints/<step>
     candidates = [workdir / "tokenizer" / "tokenizer.model"]
-    model_dir = config.get("tokenizer", {}).get("model_dir", "") if "tokenizer" in config else ""
+    model_dir = config.tokenizer.get("model_dir", "") if "tokenizer" in config else ""
     if model_dir:
         candidates.append(pathlib.Path(model_dir) / "tokenizer.model")
     for c in candidates:
