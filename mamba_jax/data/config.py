@@ -20,14 +20,15 @@ def data_config(**overrides: Any) -> ml_collections.ConfigDict:
         (:func:`mamba_jax.data.synthetic.ensure_corpus`). For wsj0 corpora the folder may hold
         ``wsj0-2mix/`` and ``wsj0/`` (the synthetic layout) or be the tree itself.
       wsj0_root: raw-WSJ0 pool root for dynamic mixing; ``None`` means ``root``.
-      corpus: ``wsj0-2mix`` (static, or dynamic when ``dynamic_mixing``), ``wsj0-dm`` (training
-        always dynamically mixed from the WSJ0 pool; valid/test read the static wsj0-2mix cv/tt),
-        ``librimix`` or ``librispeech`` (ASR).
+      corpus: ``wsj0-2mix`` or ``wsj0-dm`` (both read the wsj0-2mix tree; the Mamba-TasNet and
+        SepMamba recipes name ``wsj0-dm`` and set ``dynamic_mixing``: training mixed on the fly from
+        the WSJ0 pool, valid/test the static cv/tt), ``librimix`` or ``librispeech`` (ASR).
       sample_rate: Hz. Defaults to 8000, or 16000 when ``corpus="librispeech"`` and not given.
       mode: wsj0-2mix / LibriMix ``min`` or ``max``.
       segment_seconds: training crop length (random offset), ``None`` = full utterances.
       eval_segment_seconds: same for valid/test (SepMamba validates on random 4 s crops).
-      dynamic_mixing: mix training items on the fly from the WSJ0 pool.
+      dynamic_mixing: mix training items on the fly from the WSJ0 pool; ``False`` trains on the
+        static ``tr`` mixtures (whatever ``corpus`` says).
       dm_recipe: ``speechbrain`` (Mamba-TasNet; no crop unless ``segment_seconds``) or
         ``sepmamba`` (crops/pads to ``segment_seconds``, 4 s when unset).
       speed_perturb: per-source speed {95, 100, 105}% on training items.

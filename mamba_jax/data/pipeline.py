@@ -253,7 +253,9 @@ def separation_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size
     segment = _seconds(cfg, split)
     shuffle = train if shuffle is None else shuffle
     num_epochs = (None if train else 1) if num_epochs is None else num_epochs
-    dynamic = train and (cfg.dynamic_mixing or cfg.corpus == "wsj0-dm")
+    # `dynamic_mixing` alone decides: the wsj0-dm recipes set it True, and the static WSJ0-2mix recipe
+    # (`--config.data.dynamic_mixing=False`) trains on the tr mixtures of the same tree.
+    dynamic = train and cfg.dynamic_mixing
     if dynamic:
         if cfg.corpus not in ("wsj0-2mix", "wsj0-dm"):
             raise ValueError("dynamic mixing draws from the raw-WSJ0 pool: corpus must be "
@@ -326,7 +328,7 @@ def steps_per_epoch(cfg: ml_collections.ConfigDict, split: str, *, batch_size: i
         names = {"train": cfg.librispeech_train, "valid": cfg.librispeech_valid,
                  "test": cfg.librispeech_test}[split]
         n = len(LibriSpeechSource(_root(cfg), names.split(","), sample_rate=cfg.sample_rate))
-    elif train and (cfg.dynamic_mixing or cfg.corpus == "wsj0-dm"):
+    elif train and cfg.dynamic_mixing:
         n = _dm_epoch(cfg)
     else:
         src = _separation_source(cfg, split)
