@@ -87,8 +87,9 @@ def save_params(directory: str | pathlib.Path, params: dict, rest: dict, config:
 
 
 def _step_dir(path: str | pathlib.Path) -> pathlib.Path:
-    """The step directory a workdir, its ``checkpoints/`` folder or a step folder designates (latest step)."""
-    p = pathlib.Path(path).expanduser()
+    """The step directory a workdir, its ``checkpoints/`` folder or a step folder designates (latest step), as
+    an absolute path: orbax reads no metadata through a relative one."""
+    p = pathlib.Path(path).expanduser().absolute()
     if not p.exists():
         raise FileNotFoundError(f"checkpoint path {p} does not exist")
     if (p / "state").is_dir():
