@@ -6,16 +6,85 @@
 Re-running the same command resumes from the latest checkpoint in ``--workdir``. Overrides are type-checked
 and unknown fields are errors (``lock_config``). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
 JAX_PROCESS_ID (see mamba_jax/training/distributed.py).
+
+Errors in the command line (a missing config file, a mistyped or ill-typed override, a bad ``:ARG``) and in
+the data setup (a missing corpus folder) are one line on stderr naming the setting, exit status 2 (usage) or 1;
+``--verbose`` (or ``MAMBA_JAX_VERBOSE=1``) shows the traceback. Nothing is created in ``--workdir`` before the
+config has loaded.
 """
 
 from __future__ import annotations
+
+import re
+import sys
+import traceback
 
 from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :ARG.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+flags.DEFINE_boolean("verbose", False, "Show the traceback of an error (also MAMBA_JAX_VERBOSE=1).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(msg: str, status: int, verbose: bool) -> None:
+    from mamba_jax.cli import TRACEBACK_HINT
+
+    if verbose:
+        traceback.print_exc()
+    print(f"error: {msg}" + ("" if verbose else f" {TRACEBACK_HINT}"), file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def _config_arg(argv: list[str]) -> str | None:
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _override_problem(argv: list[str], e: BaseException) -> str:
+    """One line for a failed ``--config.a.b=v``: the flag, the unknown field and ml_collections' suggestion."""
+    text = str(e).replace("\\n", "\n").replace("\\'", "'")
+    field = re.search(r"'([^'\n]+)'", text)
+    suggestion = re.search(r'Did you mean "([^"]+)"', text)
+    name = field.group(1) if field else None
+    flag = next((a.split("=")[0] for a in argv if a.startswith("--config.") and name and
+                 re.search(rf"\.{re.escape(name)}(\.|$)", a.split("=")[0])), None)
+    msg = f"{flag or 'a --config.* override'}: no field {name!r} in this config" if name else \
+        f"{flag or 'a --config.* override'}: {text.splitlines()[0]}"
+    if suggestion:
+        fixed = re.sub(rf"\.{re.escape(name)}(\.|$)", rf".{suggestion.group(1)}\1", flag, count=1) if flag else None
+        msg += f"; did you mean {fixed or suggestion.group(1)}?"
+    return msg + " (`python train.py --config CONFIG --helpfull` lists every field)"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing with one-line errors (exit 2) instead of tracebacks; the config file is loaded here,
+    so ``main`` never sees a config that failed to load."""
+    from mamba_jax.cli import config_file_problem, one_line, verbose_requested
+
+    verbose = verbose_requested(argv)
+    spec = _config_arg(argv)
+    if spec is not None:
+        problem = config_file_problem(spec)
+        if problem:
+            _fail(f"--config: {problem}", 2, verbose)
+    try:
+        rest = flags.FLAGS(argv)
+        if _CONFIG.value is not None:
+            _CONFIG.value.get("task")  # a config that failed to load raises here (ml_collections defers it)
+    except (AttributeError, KeyError) as e:  # an override naming a field the locked config does not have
+        _fail(_override_problem(argv, e), 2, verbose)
+    except flags.Error as e:  # absl: ill-typed value, missing required flag, get_config(arg) error
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        _fail(lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}", 2, verbose)
+    except OSError as e:
+        _fail(f"--config: {one_line(e)}", 2, verbose)
+    return rest
 
 
 def main(argv: list[str]) -> None:
@@ -23,10 +92,30 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from absl import logging
 
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint phase at INFO
-    from mamba_jax.training.loop import train_and_evaluate
+    from mamba_jax.cli import one_line, verbose_requested
 
-    metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint phase at INFO
+    verbose = flags.FLAGS.verbose or verbose_requested([])
+    from mamba_jax.data.audio import AudioError
+
+    import pathlib
+
+    workdir = pathlib.Path(_WORKDIR.value)
+    fresh = not workdir.exists()
+    try:
+        from mamba_jax.training.loop import train_and_evaluate
+
+        metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except KeyboardInterrupt:
+        if verbose:
+            traceback.print_exc()
+        print("error: interrupted (Ctrl-C); re-run the same command to resume from the last checkpoint",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
+    except (AudioError, FileNotFoundError) as e:  # a corpus folder or file the config points at
+        if fresh and workdir.is_dir() and not any(workdir.iterdir()):
+            workdir.rmdir()  # leave no empty workdir behind
+        _fail(f"{one_line(e)} (data.root={_CONFIG.value.data.root!r})", 1, verbose)
     import jax
 
     if metrics and jax.process_index() == 0:
@@ -34,4 +123,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -7,27 +7,59 @@
     mamba-jax convert --config configs/mambatasnet_s.py --torch-checkpoint model.pth --out runs/mt_s_torch
 
 ``--checkpoint`` is a training workdir, its ``checkpoints/`` folder or one step folder (the latest step is
-used). Inputs may be files or folders (searched recursively for ``*.wav`` / ``*.flac``); stereo is averaged
-and other sample rates are resampled, each with a note on stderr. ``separate`` writes ``<out>/<stem>_s<k>.wav``
-at the input's rate (a folder input keeps its sub-folders under ``<out>``); ``transcribe`` prints
-``path<TAB>text``. A file that cannot be processed (corrupt, empty, silent) is reported with its path and
-skipped; the command then exits with status 1 after listing the failures. Usage errors exit with 2.
+used), absolute or relative. Inputs may be files or folders (searched recursively for every audio extension
+soundfile reads: .wav, .flac, .mp3, .ogg, ...); stereo is averaged and other sample rates are resampled, each
+with a note on stderr. ``separate`` writes ``<out>/<stem>_s<k>.wav`` at the input's rate (a folder input keeps
+its sub-folders under ``<out>``; two inputs that would share a name, e.g. ``a.wav`` and ``a.flac``, get the
+extension added, ``a_wav_s1.wav``, with a note); ``transcribe`` prints ``path<TAB>text``. Nothing is
+overwritten without ``--overwrite``: an existing estimate is a per-file error, and ``evaluate`` refuses an
+``--out`` holding an earlier evaluation (with ``--overwrite`` its old files are removed first).
+
+Errors are one line on stderr (``error: ...``) naming the file or setting and the fix; ``--verbose`` (or
+``MAMBA_JAX_VERBOSE=1``) adds the traceback. Exit status: 0 success; 1 a failure (a bad file is reported and
+skipped, and the command lists the failures at the end); 2 a usage error (bad argument, missing file given as a
+setting); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+VERBOSE_ENV = "MAMBA_JAX_VERBOSE"
+TRACEBACK_HINT = f"(--verbose or {VERBOSE_ENV}=1 shows the traceback)"
 
 
 class CliError(Exception):
     """A problem to report in one line (no traceback), exit status 1."""
+
+    status = 1
+
+
+class UsageError(CliError):
+    """A bad argument or setting, reported in one line, exit status 2."""
+
+    status = 2
+
+
+def verbose_requested(argv: Sequence[str] | None = None) -> bool:
+    """``--verbose`` among ``argv`` or ``MAMBA_JAX_VERBOSE`` set to anything but '' / '0'."""
+    return "--verbose" in (sys.argv if argv is None else argv) or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def one_line(e: BaseException, limit: int = 400) -> str:
+    """``e``'s message on one line (the first line, at most ``limit`` characters), prefixed by its type when that
+    says something (not for ValueError/CliError-like messages that already name the problem)."""
+    msg = " ".join(str(e).split("\n")[0].split()) or type(e).__name__
+    if len(msg) > limit:
+        msg = msg[:limit - 3] + "..."
+    return msg if isinstance(e, (ValueError, OSError, CliError)) else f"{type(e).__name__}: {msg}"
 
 
 def _note(msg: str) -> None:
@@ -40,20 +72,48 @@ def _error(msg: str) -> None:
 
 # ---- inputs ---------------------------------------------------------------------------------------------------
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[pathlib.Path, pathlib.Path]]:
-    """``(file, name relative to the output folder)`` for every file argument and every ``*.wav``/``*.flac``
-    under a folder argument (sorted). A missing path or a folder without audio is a ``CliError``."""
+    """``(file, name relative to the output folder)`` for every file argument and every audio file under a
+    folder argument (sorted; the extensions of ``mamba_jax.data.audio.AUDIO_EXTENSIONS``). A missing path or a
+    folder without audio is a ``UsageError``. Names that two inputs share (``a.wav`` and ``a.flac``, or one
+    name given from two folders) are made unique: the extension joins the stem (``a_wav``), then a counter."""
+    from mamba_jax.data.audio import AUDIO_EXTENSIONS
+
     out = []
     for arg in inputs:
         p = pathlib.Path(arg).expanduser()
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
             if not files:
-                raise CliError(f"{p}: folder holds no .wav or .flac file")
+                raise UsageError(f"{p}: folder holds no audio file ({', '.join(AUDIO_EXTENSIONS)})")
             out.extend((f, f.relative_to(p)) for f in files)
         elif p.is_file():
             out.append((p, pathlib.Path(p.name)))
         else:
-            raise CliError(f"{p}: no such file or folder")
+            raise UsageError(f"{p}: no such file or folder")
+    return _unique_names(out)
+
+
+def _unique_names(files: list[tuple[pathlib.Path, pathlib.Path]]) -> list[tuple[pathlib.Path, pathlib.Path]]:
+    """Output names (``rel`` without suffix) made unique, with a note for each renamed input."""
+    def key(rel):
+        return (rel.parent / rel.stem).as_posix().lower()  # case-insensitive file systems collide too
+
+    counts: dict[str, int] = {}
+    for _, rel in files:
+        counts[key(rel)] = counts.get(key(rel), 0) + 1
+    out, taken = [], set()
+    for path, rel in files:
+        new = rel
+        if counts[key(rel)] > 1:
+            new = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{rel.suffix}")
+        base, k = new, 2
+        while key(new) in taken:
+            new = base.with_name(f"{base.stem}_{k}{base.suffix}")
+            k += 1
+        taken.add(key(new))
+        if new != rel:
+            _note(f"{path}: another input has the same name; its estimates are named {new.with_suffix('')}_s<k>.wav")
+        out.append((path, new))
     return out
 
 
@@ -79,10 +139,10 @@ def _run_files(files: list[tuple[pathlib.Path, pathlib.Path]], fn: Callable[[pat
         try:
             fn(path, rel)
         except AudioError as e:
-            _error(str(e))
+            _error(one_line(e))
             failed.append(str(path))
-        except ValueError as e:
-            _error(f"{path}: {e}")
+        except (ValueError, OSError) as e:  # includes FileExistsError: an estimate that is already there
+            _error(f"{path}: {one_line(e)}")
             failed.append(str(path))
     if failed:
         _error(f"{len(failed)} of {len(files)} file(s) failed: " + ", ".join(failed))
@@ -130,40 +190,52 @@ def _transcriber(args, config=None, params=None, rest=None):
         config, params, rest = _load_checkpoint(args.checkpoint, "asr", args.command)
     try:
         tok = args.tokenizer or find_tokenizer(args.checkpoint, config)
-        tokenizer = Tokenizer(str(tok))
     except FileNotFoundError as e:
         raise CliError(f"{e} (pass --tokenizer PATH)") from e
+    try:
+        tokenizer = Tokenizer(str(tok))
+    except Exception as e:  # sentencepiece: OSError "Not found", RuntimeError "could not parse ModelProto"
+        raise UsageError(f"--tokenizer {tok}: not a SentencePiece model ({one_line(e)}); pass the "
+                         f"tokenizer.model of the training run (<workdir>/tokenizer/tokenizer.model)") from e
     model = model_from_params(config, params, rest, scan_impl=args.scan_impl)
     return Transcriber.from_model(model, config, tokenizer)
 
 
 # ---- commands -------------------------------------------------------------------------------------------------
+def _out_folder(out: str) -> pathlib.Path:
+    p = pathlib.Path(out).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder: pass a folder (it is created if missing)")
+    return p
+
+
 def cmd_separate(args) -> int:
     import numpy as np
 
-    from mamba_jax.data.audio import write_audio
+    from mamba_jax.inference.api import estimate_paths, write_estimates
 
+    out = _out_folder(args.out)
     files = expand_inputs(args.inputs)
     sep = _separator(args)
-    out = pathlib.Path(args.out)
+    sep.progress = sys.stderr.isatty()  # a bar for long inputs, in a terminal only
 
     def one(path: pathlib.Path, rel: pathlib.Path) -> None:
+        dests = estimate_paths(out / rel.parent, rel.stem, sep.num_sources)
+        if not args.overwrite:
+            for d in dests:
+                if d.exists():  # before the separation: fail fast
+                    raise FileExistsError(f"{d} already exists (pass --overwrite to replace it, or choose another "
+                                          f"--out)")
         wave, rate = _load(path)
         if rate != sep.sample_rate:
             _note(f"{path}: {rate} Hz resampled to the model's {sep.sample_rate} Hz; estimates written at {rate} Hz")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*resampl.*")  # noted above
             est = np.asarray(sep.separate(wave, rate))  # [S, T] at the input's rate
-        peak = float(np.max(np.abs(est)))
-        if peak > 0.999:  # scale-invariant training leaves the level free: avoid clipping in PCM_16
-            est = est * (0.999 / peak)
-            _note(f"{path}: estimates peaked at {peak:.2f}; scaled by {0.999 / peak:.3f} to avoid clipping")
-        written = []
-        for k in range(est.shape[0]):
-            dest = out / rel.parent / f"{rel.stem}_s{k + 1}.wav"
-            write_audio(dest, est[k], rate)
-            written.append(str(dest))
-        print(f"{path}\t" + "\t".join(written), flush=True)
+        scale = write_estimates(est, rate, dests, overwrite=args.overwrite)
+        if scale != 1.0:  # scale-invariant training leaves the level free: avoid clipping in PCM_16
+            _note(f"{path}: estimates peaked at {0.999 / scale:.2f}; scaled by {scale:.3f} to avoid clipping")
+        print(f"{path}\t" + "\t".join(map(str, dests)), flush=True)
 
     return _run_files(files, one)
 
@@ -185,28 +257,44 @@ def cmd_transcribe(args) -> int:
     return _run_files(files, one)
 
 
+EVAL_OUTPUTS = ("utterances.csv", "summary.json", "spectrogram_*.png")
+
+
+def _prepare_eval_out(out: str | None, overwrite: bool) -> None:
+    """Refuses an ``--out`` that holds an earlier evaluation, or (``--overwrite``) removes its files, so no stale
+    spectrogram stays beside the new summary."""
+    if out is None:
+        return
+    p = _out_folder(out)
+    old = sorted(f for pattern in EVAL_OUTPUTS for f in p.glob(pattern)) if p.is_dir() else []
+    if old and not overwrite:
+        raise UsageError(f"--out {out} already holds an evaluation ({', '.join(f.name for f in old[:3])}"
+                         f"{', ...' if len(old) > 3 else ''}): pass --overwrite to replace it, or choose another --out")
+    for f in old:
+        f.unlink()
+
+
 def cmd_evaluate(args) -> int:
     from mamba_jax.inference import evaluate as ev
     from mamba_jax.training.checkpoint import load_params
 
+    _prepare_eval_out(args.out, args.overwrite)  # before loading anything
     try:
-        ck_config, params, rest, _ = load_params(args.checkpoint)
+        ck_config, params, rest, step = load_params(args.checkpoint)
     except FileNotFoundError as e:
         raise CliError(str(e)) from e
     config = ck_config
     if args.config:
         from mamba_jax.summary import load_config
 
-        try:
-            config = load_config(args.config)
-        except FileNotFoundError as e:
-            raise CliError(str(e)) from e
+        config = _load_config(args.config)
         if config.get("task") != ck_config.get("task") or config.model.name != ck_config.model.name:
             raise CliError(f"--config {args.config} is a {config.get('task')!r} {config.model.name!r} config but "
                            f"{args.checkpoint} holds a {ck_config.get('task')!r} {ck_config.model.name!r} model")
     if args.data_root:
         config.data.root = args.data_root
-    common = dict(split=args.split, max_utterances=args.max_utterances, out_dir=args.out)
+    common = dict(split=args.split, max_utterances=args.max_utterances, out_dir=args.out,
+                  checkpoint=str(pathlib.Path(args.checkpoint).expanduser().absolute()), step=step)
     if ck_config.get("task") == "separation":
         if args.method or args.beam_size:
             raise CliError("--method/--beam-size apply to ASR checkpoints only")
@@ -225,26 +313,65 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def config_file_problem(spec: str) -> str | None:
+    """``None`` when ``spec`` (``path/to/config.py[:arg]``) names an existing file, else a one-line message
+    with the closest file of that folder (or of ``configs/``)."""
+    import difflib
+
+    path = pathlib.Path(spec.partition(":")[0]).expanduser()
+    if path.is_file():
+        return None
+    folder = path.parent if path.parent.is_dir() else pathlib.Path("configs")
+    names = sorted(f.name for f in folder.glob("*.py") if not f.name.startswith("_")) if folder.is_dir() else []
+    close = difflib.get_close_matches(path.name, names, n=1)
+    hint = f"did you mean {folder / close[0]}?" if close else (
+        f"{folder} holds {', '.join(n.removesuffix('.py') for n in names)}" if names else
+        "run from the repository root, where configs/ holds one file per model size")
+    return f"config file {path} not found ({hint})"
+
+
+def _load_config(spec: str):
+    """``get_config`` of ``spec``; a missing file or a bad ``:arg`` is a ``UsageError``."""
+    from mamba_jax.summary import load_config
+
+    problem = config_file_problem(spec)
+    if problem:
+        raise UsageError(problem)
+    try:
+        return load_config(spec)
+    except ValueError as e:  # get_config's "unknown config arg"
+        raise UsageError(f"--config {spec}: {one_line(e)}") from e
+
+
 def cmd_convert(args) -> int:
     from mamba_jax.convert import convert_checkpoint
-    from mamba_jax.summary import load_config
 
     torch_ckpt = pathlib.Path(args.torch_checkpoint)
     if not torch_ckpt.exists():
         raise CliError(f"{torch_ckpt}: no such file or folder (the PyTorch checkpoint, or a SpeechBrain CKPT+ "
                        f"folder, to convert)")
+    out = _out_folder(args.out)
+    config = _load_config(args.config)
     try:
-        config = load_config(args.config)
-    except FileNotFoundError as e:
-        raise CliError(str(e)) from e
-    result = convert_checkpoint(config, torch_ckpt, args.out)
+        result = convert_checkpoint(config, torch_ckpt, out)
+    except ValueError as e:  # keys/shapes that do not fit: the message lists them all; one line is enough here
+        msg = str(e)
+        n = msg.count(";") + 1
+        raise CliError(f"{torch_ckpt} does not fit --config {args.config} ({n} problem(s), first: "
+                       f"{one_line(ValueError(msg.split(';')[0]), 200)}): is it the same model and size? "
+                       f"{TRACEBACK_HINT.replace('the traceback', 'every problem')}") from e
     print(f"converted {torch_ckpt} -> {result if result is not None else args.out}")
     return 0
 
 
 # ---- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mamba-jax", description="Mamba speech models: separation and ASR.")
+    ap = argparse.ArgumentParser(prog="mamba-jax", description="Mamba speech models: separation and ASR.",
+                                 epilog="Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted.")
+    ap.add_argument("--verbose", action="store_true", help="show tracebacks (also MAMBA_JAX_VERBOSE=1)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error (also MAMBA_JAX_VERBOSE=1)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def ckpt(p, required=True):
@@ -261,19 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
             return v
         return parse
 
-    p = sub.add_parser("separate", help="separate the speakers of audio files",
+    p = sub.add_parser("separate", parents=[common], help="separate the speakers of audio files",
                        description="Writes <out>/<stem>_s<k>.wav for every input, at the input's rate.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders (*.wav, *.flac, recursive)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files or folders (searched recursively for .wav, .flac, .mp3, .ogg, ...)")
     ckpt(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace estimates already in --out (default: refuse)")
     p.add_argument("--chunk-seconds", type=positive(float), default=None,
                    help="separate long inputs in chunks of this many seconds (default: the model's choice)")
     p.add_argument("--hop-seconds", type=positive(float), default=None, help="hop between chunks, seconds")
     p.set_defaults(fn=cmd_separate)
 
     methods = ["joint", "ctc_beam", "ctc_greedy"]
-    p = sub.add_parser("transcribe", help="transcribe audio files (prints path<TAB>text)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders (*.wav, *.flac, recursive)")
+    p = sub.add_parser("transcribe", parents=[common], help="transcribe audio files (prints path<TAB>text)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files or folders (searched recursively for .wav, .flac, .mp3, .ogg, ...)")
     ckpt(p)
     p.add_argument("--tokenizer", default=None, metavar="PATH",
                    help="SentencePiece model (default: <workdir>/tokenizer/tokenizer.model)")
@@ -281,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=positive(int), default=None, help="beam (default: decoding.beam_size)")
     p.set_defaults(fn=cmd_transcribe)
 
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a data split (CSV, JSON, plots)")
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="metrics of a checkpoint on a data split (CSV, JSON, plots)")
     ckpt(p)
     p.add_argument("--config", default=None, metavar="CONFIG",
                    help="configs/NAME.py[:ARG] whose data block to evaluate on (default: the checkpoint's config)")
@@ -291,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-utterances", type=positive(int), default=None, metavar="N")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write utterances.csv, summary.json and spectrogram PNGs here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier evaluation in --out (its CSV, JSON and PNGs are removed first)")
     p.add_argument("--plots", type=int, default=3, metavar="N", help="spectrogram PNGs of the first N (separation)")
     p.add_argument("--no-perceptual", action="store_true", help="skip PESQ and STOI (separation)")
     p.add_argument("--tokenizer", default=None, metavar="PATH", help="SentencePiece model (ASR)")
@@ -298,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=positive(int), default=None, help="beam (ASR)")
     p.set_defaults(fn=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="convert an original PyTorch checkpoint to a mamba-jax checkpoint")
+    p = sub.add_parser("convert", parents=[common],
+                       help="convert an original PyTorch checkpoint to a mamba-jax checkpoint")
     p.add_argument("--config", required=True, metavar="CONFIG", help="configs/NAME.py[:ARG] of the model")
     p.add_argument("--torch-checkpoint", required=True, metavar="PATH",
                    help="the original .pth/.ckpt file, or a SpeechBrain CKPT+... folder")
@@ -308,15 +442,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mamba-jax`` console script; returns the exit status."""
+    """Entry point of the ``mamba-jax`` console script; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False) or verbose_requested([])
     try:
         return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        if verbose:
+            traceback.print_exc()
+        _error(f"{args.command}: interrupted (Ctrl-C); the outputs listed above are complete")
+        return 130
     except CliError as e:
+        if verbose:
+            traceback.print_exc()
         _error(str(e))
-        return 1
-    except (FileNotFoundError, ValueError) as e:  # library errors name the file/key and the problem
-        _error(f"{args.command}: {e}")
+        return e.status
+    except Exception as e:  # library errors name the file/key and the problem: one line unless --verbose
+        if verbose:
+            traceback.print_exc()
+        _error(f"{args.command}: {one_line(e)}" + ("" if verbose else f" {TRACEBACK_HINT}"))
         return 1
 
 

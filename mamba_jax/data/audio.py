@@ -19,8 +19,10 @@ missing corpus folder       :class:`MissingCorpusError` (see :func:`require_dir`
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import pathlib
+import re
 import warnings
 from typing import Literal
 
@@ -28,7 +30,9 @@ import numpy as np
 import soundfile as sf
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "AudioError",
+    "AudioNote",
     "ChannelError",
     "CorruptAudioError",
     "EmptyAudioError",
@@ -41,6 +45,7 @@ __all__ = [
     "load_audio",
     "require_dir",
     "resample",
+    "validate_waveform",
     "write_audio",
 ]
 
@@ -49,6 +54,16 @@ StereoPolicy = Literal["downmix", "error"]
 PathLike = str | os.PathLike
 
 SPHERE_MAGIC = b"NIST_1A"
+
+# File extensions that folder scans pick up: those of the formats this libsndfile decodes.
+_EXTENSIONS = {"WAV": (".wav",), "FLAC": (".flac",), "MP3": (".mp3",), "OGG": (".ogg", ".oga", ".opus"),
+               "AIFF": (".aif", ".aiff", ".aifc"), "AU": (".au", ".snd"), "CAF": (".caf",), "W64": (".w64",),
+               "RF64": (".rf64",)}
+AUDIO_EXTENSIONS = tuple(sorted(e for f in sf.available_formats() for e in _EXTENSIONS.get(f, ())))
+
+
+class AudioNote(UserWarning):
+    """Something about an input was adjusted (downmixed, rescaled, truncated file read as far as it goes)."""
 
 
 class AudioError(ValueError):
@@ -169,6 +184,7 @@ def load_audio(
         raise _sphere_error(path)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        _note_truncation(path)
     except Exception as e:
         raise CorruptAudioError(path, f"unreadable or corrupt audio file ({e})") from e
     if data.shape[0] == 0:
@@ -177,7 +193,7 @@ def load_audio(
         if on_stereo == "error":
             raise ChannelError(path, f"{data.shape[1]} channels; expected mono "
                                "(set on_stereo='downmix' to average the channels)")
-        warnings.warn(f"{path}: {data.shape[1]} channels, downmixed to mono by averaging",
+        warnings.warn(f"{path}: {data.shape[1]} channels, downmixed to mono by averaging", AudioNote,
                       stacklevel=2)
     x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not allow_silent and not np.any(x):
@@ -188,6 +204,62 @@ def load_audio(
                                   "(set on_rate_mismatch='resample' to convert on load)")
         x = resample(x, sr, sample_rate)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _note_truncation(path: PathLike) -> None:
+    """Warns (:class:`AudioNote`) when the header promises more audio than the file holds (a cut-off download
+    or copy): libsndfile then reads what is there without an error."""
+    m = re.search(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", sf.info(str(path)).extra_info)
+    if m and int(m.group(2)) < int(m.group(1)):
+        warnings.warn(f"{path}: truncated file: the header declares {int(m.group(1))} bytes of audio but only "
+                      f"{int(m.group(2))} are present; using those", AudioNote, stacklevel=3)
+
+
+_INT_SCALE = {np.dtype(np.int16): 2.0 ** 15, np.dtype(np.int32): 2.0 ** 31}
+
+
+def validate_waveform(wave: np.ndarray, sample_rate: float, *, what: str = "waveform",
+                      max_channels: int = 8) -> tuple[np.ndarray, int]:
+    """The one input check of ``Separator`` and ``Transcriber``: ``(mono float32 [T], int sample rate)``.
+
+    * ``float16/32/64`` is taken as is (full scale = 1); ``int16``/``int32`` PCM is scaled by ``2**-15`` /
+      ``2**-31`` to [-1, 1] with an :class:`AudioNote`; other dtypes (uint8, bool, complex) are refused.
+    * ``[T]`` is mono; ``[T, C]`` (soundfile's layout) and ``[C, T]`` (torchaudio's) with ``2 <= C <=
+      max_channels`` channels are averaged to mono with a note; ``[T, 1]``/``[1, T]`` are squeezed. A 2-D shape
+      whose channel axis cannot be told (both or neither dimension <= ``max_channels``) is refused.
+    * ``sample_rate`` must be a positive integer (``16000.0`` is accepted, ``8000.5`` is not).
+    * Empty, NaN or infinite inputs are refused. Every refusal is a ``ValueError`` starting with ``what``.
+    """
+    x = np.asarray(wave)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or \
+            not float(sample_rate).is_integer() or sample_rate <= 0:
+        raise ValueError(f"{what}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    rate = int(sample_rate)
+    if x.dtype in _INT_SCALE:
+        warnings.warn(f"{what}: {x.dtype} PCM scaled by 1/{int(_INT_SCALE[x.dtype])} to [-1, 1]", AudioNote,
+                      stacklevel=3)
+        x = x.astype(np.float64) / _INT_SCALE[x.dtype]
+    elif not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{what}: expected float samples in [-1, 1] (or int16/int32 PCM), got dtype {x.dtype}")
+    if x.ndim == 2:
+        if 1 in x.shape:
+            x = x.reshape(-1)
+        else:
+            t_axis = [a for a in (0, 1) if x.shape[a] > max_channels and x.shape[1 - a] <= max_channels]
+            if len(t_axis) != 1:
+                raise ValueError(f"{what}: cannot tell channels from time in shape {x.shape}: pass a mono [T] "
+                                 f"waveform (or [T, C] / [C, T] with at most {max_channels} channels)")
+            layout = "[T, C]" if t_axis[0] == 0 else "[C, T]"
+            warnings.warn(f"{what}: {x.shape[1 - t_axis[0]]} channels ({layout} {x.shape}) downmixed to mono by "
+                          f"averaging", AudioNote, stacklevel=3)
+            x = x.mean(axis=1 - t_axis[0])
+    if x.ndim != 1:
+        raise ValueError(f"{what}: expected a mono waveform [T] (or [T, C] / [C, T]), got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{what}: empty waveform")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what}: the waveform contains NaN or infinite samples")
+    return np.ascontiguousarray(x, dtype=np.float32), rate
 
 
 def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:

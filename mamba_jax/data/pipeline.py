@@ -71,8 +71,9 @@ class _Order:
 class _StaticSeparation:
     """Map ``g -> {"mix": [T], "sources": [S, T]}`` from a static source (wsj0-2mix, LibriMix)."""
 
-    def __init__(self, source, order: _Order, seed: int, segment: int | None, speed: bool):
+    def __init__(self, source, order: _Order, seed: int, segment: int | None, speed: bool, names: bool = False):
         self.source, self.order, self.seed, self.segment, self.speed = source, order, seed, segment, speed
+        self.names = names
 
     def __call__(self, g: int) -> dict:
         epoch, pos, i = self.order(g)
@@ -87,7 +88,10 @@ class _StaticSeparation:
             out, _ = mixing.speed_perturb_sources(list(srcs), rng)
             srcs = np.stack(out)
             mix = srcs.sum(0)
-        return {"mix": mix.astype(np.float32), "sources": srcs.astype(np.float32)}
+        out = {"mix": mix.astype(np.float32), "sources": srcs.astype(np.float32)}
+        if self.names:
+            out["name"] = str(item.get("name", i))
+        return out
 
 
 class _DynamicSeparation:
@@ -139,7 +143,8 @@ def _pad_len(lengths: Sequence[int], pad_to: int | None, multiple: int) -> int:
 
 def collate_separation(items: Sequence[dict], *, pad_to: int | None = None,
                        multiple: int = 1) -> dict:
-    """Items -> ``{"mix": f32 [B, T], "sources": f32 [B, S, T], "lengths": i32 [B]}``, zero-padded."""
+    """Items -> ``{"mix": f32 [B, T], "sources": f32 [B, S, T], "lengths": i32 [B]}``, zero-padded (and
+    ``"names": str [B]`` when the items carry a ``"name"``)."""
     lengths = [len(it["mix"]) for it in items]
     t = _pad_len(lengths, pad_to, multiple)
     s = items[0]["sources"].shape[0]
@@ -148,7 +153,10 @@ def collate_separation(items: Sequence[dict], *, pad_to: int | None = None,
     for b, it in enumerate(items):
         mix[b, :lengths[b]] = it["mix"]
         src[b, :, :lengths[b]] = it["sources"]
-    return {"mix": mix, "sources": src, "lengths": np.asarray(lengths, np.int32)}
+    out = {"mix": mix, "sources": src, "lengths": np.asarray(lengths, np.int32)}
+    if "name" in items[0]:
+        out["names"] = np.asarray([it["name"] for it in items], dtype=object)
+    return out
 
 
 def collate_asr(items: Sequence[dict], *, multiple: int = 1) -> dict:
@@ -227,7 +235,8 @@ def _range(n_epoch: int, num_epochs: int | None, process_index: int,
 def separation_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, seed: int,
                        process_index: int = 0, process_count: int = 1,
                        drop_remainder: bool = True, num_epochs: int | None = None,
-                       shuffle: bool | None = None, pad_multiple: int = 1) -> grain.IterDataset:
+                       shuffle: bool | None = None, pad_multiple: int = 1,
+                       with_names: bool = False) -> grain.IterDataset:
     """Separation batches ``{"mix": f32 [B, T], "sources": f32 [B, S, T], "lengths": i32 [B]}``.
 
     Args:
@@ -242,6 +251,8 @@ def separation_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size
       num_epochs: passes over the data; ``None`` = endless for train, 1 for valid/test.
       shuffle: override the default (train only).
       pad_multiple: round padded T up to a multiple of this.
+      with_names: static data only: add ``"names": str [B]``, the utterance names (evaluation); off for
+        training, whose batches go to a jitted step.
 
     Returns:
       A grain ``IterDataset``; ``iter(ds)`` has ``get_state``/``set_state`` and works with
@@ -278,7 +289,7 @@ def separation_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size
         n_epoch = len(keep) if cfg.items_per_epoch is None or not train else min(
             len(keep), int(cfg.items_per_epoch))
         order = _Order(keep, n_epoch, seed, shuffle)
-        fn = _StaticSeparation(source, order, seed, segment, train and cfg.speed_perturb)
+        fn = _StaticSeparation(source, order, seed, segment, train and cfg.speed_perturb, names=with_names)
     pad_to = None
     if train and segment is not None:  # static training shapes; speed 105% lengthens items
         pad_to = -(-segment * (max(mixing.SPEEDS) if cfg.speed_perturb else 100) // 100)

@@ -1,8 +1,9 @@
-"""Inference: offline and streaming separation (``Separator``, ``SeparationStream``), ASR (``Transcriber``) and
-decoding; test-set evaluation in ``mamba_jax.inference.evaluate``."""
+"""Inference: offline and streaming separation (``Separator``, ``SeparationStream``), the one-call
+``separate_file``, ASR (``Transcriber``) and decoding; test-set evaluation in ``mamba_jax.inference.evaluate``."""
 
+from mamba_jax.inference.api import separate_file
 from mamba_jax.inference.separator import Separator, align_permutation
 from mamba_jax.inference.streaming import SeparationStream
 from mamba_jax.inference.transcriber import Transcriber
 
-__all__ = ["SeparationStream", "Separator", "Transcriber", "align_permutation"]
+__all__ = ["SeparationStream", "Separator", "Transcriber", "align_permutation", "separate_file"]

@@ -150,12 +150,13 @@ def _limit(it, max_utterances: int | None):
 
 def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: str = "test",
                         max_utterances: int | None = None, out_dir: str | pathlib.Path | None = None,
-                        n_plots: int = 3, perceptual: bool = True, progress: bool = True
-                        ) -> tuple[dict, list[dict]]:
+                        n_plots: int = 3, perceptual: bool = True, progress: bool = True,
+                        checkpoint: str | None = None, step: int | None = None) -> tuple[dict, list[dict]]:
     """Evaluates ``separator`` (a :class:`mamba_jax.inference.Separator`) on ``config.data``'s ``split``.
 
-    Returns ``(summary, rows)``: the means, count and setup, and one dict per utterance; with ``out_dir`` also
-    writes the CSV, the JSON and ``n_plots`` spectrogram PNGs (see the module docstring).
+    Returns ``(summary, rows)``: the means, count and setup (with ``checkpoint``/``step`` when given), and one
+    dict per utterance (``name``: the corpus's utterance name); with ``out_dir`` also writes the CSV, the JSON
+    and ``n_plots`` spectrogram PNGs (see the module docstring).
     """
     from mamba_jax.data.pipeline import separation_dataset
 
@@ -167,7 +168,8 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
     out_dir = None if out_dir is None else pathlib.Path(out_dir)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    ds = separation_dataset(config.data, split, batch_size=1, seed=0, drop_remainder=False, num_epochs=1)
+    ds = separation_dataset(config.data, split, batch_size=1, seed=0, drop_remainder=False, num_epochs=1,
+                            with_names=True)
     it = iter(ds)
     rows: list[dict] = []
     t0 = time.perf_counter()
@@ -179,7 +181,7 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
             mix = np.asarray(batch["mix"][0, :n], np.float32)
             ref = np.asarray(batch["sources"][0, :, :n], np.float32)
             est = np.asarray(separator.separate_batch(mix[None], lengths=np.array([n])))[0, :, :n]
-            row = dict(utterance=i, seconds=round(n / rate, 4))
+            row = dict(utterance=i, name=str(batch["names"][0]), seconds=round(n / rate, 4))
             row.update(separation_metrics(est, ref, mix, rate, perceptual=perceptual))
             rows.append(row)
             bar.set_postfix(si_snri=f"{np.mean([r['si_snri'] for r in rows]):.2f}")
@@ -192,9 +194,10 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
             close()
     if not rows:
         raise ValueError(f"split {split!r} of {config.data.corpus!r} holds no utterance")
-    metric_keys = [k for k in rows[0] if k not in ("utterance", "seconds")]
+    metric_keys = [k for k in rows[0] if k not in ("utterance", "name", "seconds")]
     summary = dict(task="separation", split=split, utterances=len(rows), sample_rate=rate,
-                   model=config.model.name, corpus=config.data.corpus, data_root=config.data.root,
+                   model=config.model.name, checkpoint=checkpoint, step=step,
+                   corpus=config.data.corpus, data_root=config.data.root,
                    seconds=round(time.perf_counter() - t0, 2), **_means(rows, metric_keys))
     _write_outputs(out_dir, rows, summary)
     return summary, rows
@@ -202,8 +205,8 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
 
 def evaluate_asr(transcriber, config: ml_collections.ConfigDict, *, split: str = "test",
                  max_utterances: int | None = None, out_dir: str | pathlib.Path | None = None,
-                 method: str | None = None, beam_size: int | None = None, progress: bool = True
-                 ) -> tuple[dict, list[dict]]:
+                 method: str | None = None, beam_size: int | None = None, progress: bool = True,
+                 checkpoint: str | None = None, step: int | None = None) -> tuple[dict, list[dict]]:
     """Evaluates ``transcriber`` (a :class:`mamba_jax.inference.Transcriber`) on ``config.data``'s ``split``:
     ``(summary, rows)`` with corpus WER/CER in percent and per-utterance rows (see the module docstring)."""
     from mamba_jax.data.pipeline import asr_dataset
@@ -236,6 +239,7 @@ def evaluate_asr(transcriber, config: ml_collections.ConfigDict, *, split: str =
         raise ValueError(f"split {split!r} of {config.data.corpus!r} holds no utterance")
     refs, hyps = [r["ref"] for r in rows], [r["hyp"] for r in rows]
     summary = dict(task="asr", split=split, utterances=len(rows), sample_rate=rate, model=config.model.name,
+                   checkpoint=checkpoint, step=step,
                    corpus=config.data.corpus, data_root=config.data.root,
                    method=method or transcriber.default_method,
                    beam_size=beam_size or transcriber.default_beam_size,

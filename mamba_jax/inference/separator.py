@@ -31,8 +31,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 from scipy.optimize import linear_sum_assignment
+from tqdm.auto import tqdm
 
-from mamba_jax.data.audio import resample
+from mamba_jax.data.audio import resample, validate_waveform
 from mamba_jax.inference.streaming import SeparationStream, StreamRunner
 from mamba_jax.typing import Array, Float
 
@@ -92,11 +93,13 @@ class Separator:
 
     Keywords: ``chunk_seconds`` (overlap-add window, default 20 s), ``hop_seconds`` (default 0.8 of the
     window), ``bucket_seconds`` (default 0.5 s; None: exact lengths), ``batch_size`` (windows or signals per
-    device call, default 4). The model is put in eval mode (dropout off).
+    device call, default 4), ``progress`` (a tqdm bar on stderr for inputs that take several device calls,
+    e.g. long recordings; default off). The model is put in eval mode (dropout off).
     """
 
     def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, *, chunk_seconds: float = 20.0,
-                 hop_seconds: float | None = None, bucket_seconds: float | None = 0.5, batch_size: int = 4):
+                 hop_seconds: float | None = None, bucket_seconds: float | None = 0.5, batch_size: int = 4,
+                 progress: bool = False):
         if config.get("task") != "separation":
             raise ValueError(f"Separator needs a separation checkpoint; this one is task {config.get('task')!r} "
                              f"(model {config.model.get('name')!r}): use Transcriber")
@@ -119,6 +122,7 @@ class Separator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        self.progress = bool(progress)
         self._graphdef, self._weights = nnx.split(model)
         probe = jax.ShapeDtypeStruct((1, max(self.min_length, 1)), jnp.float32)
         self.num_sources = int(jax.eval_shape(apply_model, self._graphdef, self._weights, probe).shape[1])
@@ -176,6 +180,9 @@ class Separator:
                 jobs.setdefault(self.chunk, []).extend((b, s, self.chunk) for s in window_starts(n, self.chunk,
                                                                                                    self.hop))
         prev_end = {}  # row -> end of the part of out[row] written so far
+        n_windows = sum(len(todo) for todo in jobs.values())
+        bar = tqdm(total=n_windows, desc="separate", unit="window", leave=False,
+                   disable=not self.progress or n_windows <= self.batch_size)
         for size, todo in jobs.items():
             for i in range(0, len(todo), self.batch_size):
                 batch = todo[i:i + self.batch_size]
@@ -183,28 +190,19 @@ class Separator:
                 for j, (b, s, n) in enumerate(batch):
                     xb[j, :n] = x[b, s:s + n]
                 yb = self._run(xb)
+                bar.update(len(batch))
                 for (b, s, n), y in zip(batch, yb, strict=True):  # in order of start within a row
                     join_window(out[b], y[:, :n], s, prev_end.get(b))
                     prev_end[b] = s + n
+        bar.close()
         return out
 
     def separate(self, wave: Float[np.ndarray, "T"], sample_rate: int) -> Float[np.ndarray, "S T"]:
         """Mono ``[T]`` float at ``sample_rate`` -> ``[S, T]`` float32 at the same rate (resampled to the model's
-        rate and back, with a warning, when they differ)."""
-        x = np.asarray(wave)
-        if x.ndim != 1:
-            raise ValueError(f"separate expects a mono waveform of shape [T], got shape {x.shape}: downmix to mono "
-                             "first (e.g. wave.mean(axis=channel_axis))")
-        if x.size == 0:
-            raise ValueError("separate: the waveform is empty")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"separate expects a floating-point waveform in [-1, 1], got dtype {x.dtype} "
-                             "(for int16 PCM use wave / 32768)")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("separate: the waveform contains NaN or inf values")
-        if int(sample_rate) <= 0:
-            raise ValueError(f"separate: sample_rate must be positive, got {sample_rate}")
-        x = x.astype(np.float32)
+        rate and back, with a warning, when they differ). Inputs are checked as ``Transcriber``'s
+        (``mamba_jax.data.audio.validate_waveform``: int16/int32 PCM scaled, ``[T, C]``/``[C, T]`` downmixed,
+        each with a note)."""
+        x, sample_rate = validate_waveform(wave, sample_rate, what="separate")
         if int(sample_rate) == self.sample_rate:
             return self.separate_batch(x[None])[0]
         warnings.warn(f"input at {sample_rate} Hz resampled to the model's {self.sample_rate} Hz (soxr_hq); the "

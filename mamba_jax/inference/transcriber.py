@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mamba_jax.data.audio import resample
+from mamba_jax.data.audio import resample, validate_waveform
 from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
 from mamba_jax.layers.fbank import FbankConfig, fbank, fbank_config_from, num_frames
 from mamba_jax.tokenizer import Tokenizer
@@ -96,16 +96,8 @@ class Transcriber:
                          self.features_cfg)
 
     def _prepare(self, wave: np.ndarray, sample_rate: int, what: str) -> np.ndarray:
-        x = np.asarray(wave, np.float32)
-        if x.ndim == 2 and x.shape[1] <= 8 < x.shape[0]:  # [T, C] as soundfile reads it: average the channels
-            x = x.mean(axis=1)
-            warnings.warn(f"{what}: {wave.shape[1]} channels downmixed to mono", stacklevel=3)
-        if x.ndim != 1:
-            raise ValueError(f"{what}: expected a mono waveform [T], got shape {np.shape(wave)}")
-        if x.size == 0:
-            raise ValueError(f"{what}: empty waveform")
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{what}: waveform holds NaN or infinite samples")
+        # The same checks as Separator.separate (int PCM scaled, [T, C]/[C, T] downmixed, rate a whole number).
+        x, sample_rate = validate_waveform(wave, sample_rate, what=what)
         if sample_rate != self.sample_rate:
             warnings.warn(f"{what}: resampling {sample_rate} Hz -> {self.sample_rate} Hz (the model's rate)",
                           stacklevel=3)
