@@ -94,25 +94,28 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[pathlib.Path, pathlib.Pat
 
 
 def _unique_names(files: list[tuple[pathlib.Path, pathlib.Path]]) -> list[tuple[pathlib.Path, pathlib.Path]]:
-    """Output names (``rel`` without suffix) made unique, with a note for each renamed input."""
+    """Output names (``rel`` without suffix) made unique, with a note for each renamed input: inputs that differ
+    only in extension get it added to the stem (``a.wav``, ``a.flac`` -> ``a_wav``, ``a_flac``); others sharing a
+    name (the same name from two folders) get a counter after the first (``b``, ``b_2``)."""
     def key(rel):
         return (rel.parent / rel.stem).as_posix().lower()  # case-insensitive file systems collide too
 
-    counts: dict[str, int] = {}
+    groups: dict[str, list[str]] = {}
     for _, rel in files:
-        counts[key(rel)] = counts.get(key(rel), 0) + 1
+        groups.setdefault(key(rel), []).append(rel.suffix.lower())
     out, taken = [], set()
     for path, rel in files:
+        suffixes = groups[key(rel)]
         new = rel
-        if counts[key(rel)] > 1:
+        if len(suffixes) > 1 and len(set(suffixes)) == len(suffixes):
             new = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{rel.suffix}")
         base, k = new, 2
         while key(new) in taken:
             new = base.with_name(f"{base.stem}_{k}{base.suffix}")
             k += 1
         taken.add(key(new))
-        if new != rel:
-            _note(f"{path}: another input has the same name; its estimates are named {new.with_suffix('')}_s<k>.wav")
+        if len(suffixes) > 1:
+            _note(f"{path}: another input has the same name; its estimates are {new.with_suffix('')}_s<k>.wav")
         out.append((path, new))
     return out
 
@@ -354,12 +357,11 @@ def cmd_convert(args) -> int:
     config = _load_config(args.config)
     try:
         result = convert_checkpoint(config, torch_ckpt, out)
-    except ValueError as e:  # keys/shapes that do not fit: the message lists them all; one line is enough here
-        msg = str(e)
-        n = msg.count(";") + 1
-        raise CliError(f"{torch_ckpt} does not fit --config {args.config} ({n} problem(s), first: "
-                       f"{one_line(ValueError(msg.split(';')[0]), 200)}): is it the same model and size? "
-                       f"{TRACEBACK_HINT.replace('the traceback', 'every problem')}") from e
+    except ValueError as e:  # keys/shapes that do not fit: the message lists them all, one per line
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = f"; first: {lines[1]}" if len(lines) > 1 else ""
+        raise CliError(f"{lines[0].rstrip(':')}{first}. Is --config {args.config} the model and size this "
+                       f"checkpoint was trained with? (--verbose lists every problem)") from e
     print(f"converted {torch_ckpt} -> {result if result is not None else args.out}")
     return 0
 
