@@ -8,7 +8,7 @@ Every call is the Mamba block's: z gate, D, delta_bias and softplus, B/C [B, L, 
 jitted VJP against a fixed cotangent (gradients for every input). Times are medians of --repeats runs after a
 warm-up (compile) run, each synchronised with block_until_ready.
 
-Bandwidth: the bytes floor of spec/JAX_STACK.md 2.4 (S = B*L*E, T = B*L*N, b = input bytes):
+Bandwidth: the bytes floor of docs/mamba.md (S = B*L*E, T = B*L*N, b = input bytes):
   fwd      5*S*b + 2*T*b                              (u, delta, z, B, C read; out and out_z written)
   fwd+bwd  fwd + 8*S*b + 2*T*b + 16*T                 (bwd: u, delta, dout, z, out read; du, ddelta, dz
                                                        written; B, C read; fp32 dB, dC written and zeroed)

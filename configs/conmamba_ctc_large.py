@@ -1,4 +1,4 @@
-"""ConMamba-L CTC-only, character tokens (MODELS.md 2.2/2.3; Mamba-ASR hparams/CTC/conmamba_large.yaml).
+"""ConMamba-L CTC-only, character tokens (docs/conmamba.md; Mamba-ASR hparams/CTC/conmamba_large.yaml).
 
     python train.py --config configs/conmamba_ctc_large.py        # 31,555,519 params
     python train.py --config configs/conmamba_ctc_large.py:smoke

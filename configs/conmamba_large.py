@@ -1,4 +1,4 @@
-"""ConMamba-L + Transformer decoder, LibriSpeech 960 h (MODELS.md 2.2/2.3; Mamba-ASR hparams/S2S/conmamba_large.yaml).
+"""ConMamba-L + Transformer decoder, LibriSpeech 960 h (docs/conmamba.md; Mamba-ASR hparams/S2S/conmamba_large.yaml).
 
     python train.py --config configs/conmamba_large.py            # 115,187,888 params
     python train.py --config configs/conmamba_large.py:smoke      # tiny, CPU, a few steps

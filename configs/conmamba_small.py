@@ -1,4 +1,4 @@
-"""ConMamba-S + Transformer decoder (MODELS.md 2.2/2.3; Mamba-ASR hparams/S2S/conmamba_small.yaml).
+"""ConMamba-S + Transformer decoder (docs/conmamba.md; Mamba-ASR hparams/S2S/conmamba_small.yaml).
 
     python train.py --config configs/conmamba_small.py            # 14,075,520 params
     python train.py --config configs/conmamba_small.py:smoke

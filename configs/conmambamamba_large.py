@@ -1,4 +1,4 @@
-"""ConMamba-L + Mamba decoder (MODELS.md 2.2/2.3; Mamba-ASR hparams/S2S/conmambamamba_large.yaml).
+"""ConMamba-L + Mamba decoder (docs/conmamba.md; Mamba-ASR hparams/S2S/conmambamamba_large.yaml).
 
     python train.py --config configs/conmambamamba_large.py       # 122,917,040 params
     python train.py --config configs/conmambamamba_large.py:smoke

@@ -1,4 +1,4 @@
-"""ConMamba-S + Mamba decoder (MODELS.md 2.2/2.3; Mamba-ASR hparams/S2S/conmambamamba_small.yaml).
+"""ConMamba-S + Mamba decoder (docs/conmamba.md; Mamba-ASR hparams/S2S/conmambamamba_small.yaml).
 
     python train.py --config configs/conmambamamba_small.py       # 14,570,880 params (paper: 15.0M)
     python train.py --config configs/conmambamamba_small.py:smoke

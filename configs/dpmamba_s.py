@@ -1,6 +1,6 @@
 """Dual-path Mamba S on WSJ0-2mix (arXiv 2403.18257; [MT] hparams/WSJ0Mix/dpmamba_S.yaml). Base of the family.
 
-Same training recipe as Mamba-TasNet (configs/mambatasnet_s.py, MODELS.md 1.3: dynamic mixing + speed
+Same training recipe as Mamba-TasNet (configs/mambatasnet_s.py, docs/mamba_tasnet.md: dynamic mixing + speed
 perturbation, Adam 1.5e-4, 20k warm-up + cosine, clip 5, PIT SI-SNR with the -40 dB threshold, fp32);
 only the model block differs: N=256, 8 dual-path blocks, chunk 250, no skip around intra.
 

@@ -1,6 +1,6 @@
 """SepMamba S on WSJ0-2mix (arXiv 2410.20997; [SM] src/conf). Base of the SepMamba family.
 
-Recipe (MODELS.md 3): dynamic mixing from raw WSJ0 si_tr_s (SepMamba recipe: random 4 s crops, gains
+Recipe (docs/sepmamba.md): dynamic mixing from raw WSJ0 si_tr_s (SepMamba recipe: random 4 s crops, gains
 U(-2.5, 2.5) dB, speed perturbation), 20,000 mixtures per epoch at batch 1, 500 epochs; AdamW lr 1.5e-4,
 weight decay 0.01 (torch default), constant lr (StepLR gamma 1), gradient clip 5; PIT negative SI-SDR
 without mean removal, no threshold; fp32.

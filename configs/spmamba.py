@@ -1,6 +1,6 @@
 """SPMamba on WSJ0-2mix (arXiv 2404.02063; [SP] configs/spmamba-wsj0.yml). ``:nfft512`` is the Echo2Mix model size.
 
-Recipe (MODELS.md 4): static WSJ0-2mix (min), random 4 s segments, utterances shorter than 4 s dropped, no
+Recipe (docs/spmamba.md): static WSJ0-2mix (min), random 4 s segments, utterances shorter than 4 s dropped, no
 dynamic mixing or speed perturbation; Adam lr 1e-3, no weight decay, ReduceLROnPlateau (patience 10,
 factor 0.5) on the validation loss, gradient clip 5, up to 500 epochs with early stop after 20 without
 improvement; PIT negative SNR (zero-mean, not scale-invariant) for training; bf16 mixed precision. The

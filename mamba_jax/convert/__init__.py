@@ -3,7 +3,7 @@
 One module per model family, ``mamba_jax.convert.<model_cfg.name>``, exposes
 
 * ``convert(state_dict: dict[str, np.ndarray], model_cfg) -> (params, rest)``: maps the original key names
-  and layouts (spec/MODELS.md) onto our parameter tree, built with ``common.StateDictMapper`` so that every
+  and layouts (docs/mamba.md) onto our parameter tree, built with ``common.StateDictMapper`` so that every
   missing, unexpected or mis-shaped key is reported in one error;
 * optionally ``CKPT_FILES``: the module files of a SpeechBrain ``CKPT+...`` folder (``encoder.ckpt``, ...)
   whose keys are prefixed with the file's stem, or ``read(path) -> state_dict`` for its own file layout.

@@ -6,7 +6,7 @@ checks its shape. ``StateDictMapper`` records which original keys were consumed 
 were filled, so ``finish`` can report, in one error, every missing key, every unexpected key and every
 mis-shaped tensor (expected vs actual shape).
 
-Layout rules (spec/MODELS.md 5.9), chosen from our leaf's path by ``default_transform``:
+Layout rules (docs/mamba.md), chosen from our leaf's path by ``default_transform``:
 
 * ``.../kernel`` (nnx.Linear, ``[in, out]``) <- torch Linear ``weight [out, in]``: transpose.
 * ``.../conv1d*/weight`` of rank 2 (our depthwise causal conv, ``[K, E]``) <- torch ``[E, 1, K]``.

@@ -1,4 +1,4 @@
-"""ConMamba ASR (xi-j/Mamba-ASR, spec/MODELS.md 2.1-2.2): a SpeechBrain CKPT folder -> our ``ConMambaASR``.
+"""ConMamba ASR (xi-j/Mamba-ASR, docs/conmamba.md): a SpeechBrain CKPT folder -> our ``ConMambaASR``.
 
 The recipes checkpoint ``model.ckpt``, the state_dict of ``ModuleList([CNN, Transformer, seq_lin, ctc_lin])``
 (CTC-only: ``[CNN, Transformer, ctc_lin]``), and ``normalizer.ckpt``, SpeechBrain's ``InputNormalization``

@@ -1,4 +1,4 @@
-"""DPMamba (xi-j/Mamba-TasNet, SpeechBrain Dual_Path_Model, spec/MODELS.md 1.1): a SpeechBrain CKPT
+"""DPMamba (xi-j/Mamba-TasNet, SpeechBrain Dual_Path_Model, docs/mamba_tasnet.md): a SpeechBrain CKPT
 folder of three state_dicts.
 
 Keys ``encoder.conv1d.weight``, ``masknet.{norm, conv1d, dual_mdl.{i}.{intra,inter}_{mdl,norm}, conv2d,

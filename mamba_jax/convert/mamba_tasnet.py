@@ -1,4 +1,4 @@
-"""Mamba-TasNet (xi-j/Mamba-TasNet, spec/MODELS.md 1.1): a SpeechBrain CKPT folder of three state_dicts.
+"""Mamba-TasNet (xi-j/Mamba-TasNet, docs/mamba_tasnet.md): a SpeechBrain CKPT folder of three state_dicts.
 
 Keys ``encoder.conv1d.weight``, ``masknet.{layer_norm, bottleneck_conv1x1, mamba_net.layers.{i}.mixer.*,
 mamba_net.norm_f, mask_conv1x1}.*``, ``decoder.weight``: our modules keep these names, so every leaf maps to

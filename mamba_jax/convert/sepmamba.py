@@ -1,4 +1,4 @@
-"""SepMamba and SepMambaCausal (itsmeeandrew/SepMamba, spec/MODELS.md 3): one ``.pth`` state_dict.
+"""SepMamba and SepMambaCausal (itsmeeandrew/SepMamba, docs/sepmamba.md): one ``.pth`` state_dict.
 
 Keys ``down.{i}.conv1d.*``, ``down.{i}.mamba_layer.{forward,backward}_mamba_block.mamba_blocks.{j}.{mixer.*,
 norm.{weight,bias}}``, ``up.{i}.{convT1d,conv1d_fusion}.*``, ``up.{i}.mamba_layer...``, ``decoder.*``. Our

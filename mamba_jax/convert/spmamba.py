@@ -1,4 +1,4 @@
-"""SPMamba (JusperLee/SPMamba, look2hear/models/SPMamba.py, spec/MODELS.md 4): one ``.pth`` state_dict.
+"""SPMamba (JusperLee/SPMamba, look2hear/models/SPMamba.py, docs/spmamba.md): one ``.pth`` state_dict.
 
 ``best_model.pth`` = {model_name, state_dict, model_args, infos}; Lightning checkpoints hold the same keys
 under ``state_dict`` with an ``audio_model.`` prefix (``read_state_dict`` unwraps both). Key renames:

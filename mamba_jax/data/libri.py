@@ -1,6 +1,6 @@
 """Random-access sources over LibriSpeech (flac + ``*.trans.txt``) and LibriMix (metadata CSVs).
 
-Layouts (DATA.md section 4):
+Layouts (docs/data.md):
 
 * LibriSpeech: ``<root>/<split>/<spk>/<chap>/<spk>-<chap>-<utt4>.flac`` and one
   ``<spk>-<chap>.trans.txt`` per chapter (``ID TEXT`` lines). ``<root>`` may hold ``LibriSpeech/``.

@@ -4,7 +4,7 @@ Randomness is always passed in as a ``numpy.random.Generator``; :func:`item_rng`
 ``(seed, epoch, index, stream)`` alone, so any item of any epoch can be regenerated exactly (resume,
 multi-process, multi-worker all agree).
 
-Recipes (spec: MODELS.md 1.3 and 3, DATA.md 4):
+Recipes (docs/data.md, docs/mamba_tasnet.md, docs/sepmamba.md):
 
 * **SpeechBrain / Mamba-TasNet** (:func:`mix_speechbrain`): two *distinct speakers* drawn without
   replacement with probability proportional to their utterance counts, one uniform file each; both

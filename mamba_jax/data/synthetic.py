@@ -14,7 +14,7 @@
 **Speech**: espeak-ng through the pip wheel ``espeakng-loader`` (:mod:`mamba_jax.data.tts`).
 A speaker's identity is an espeak voice variant (``+m1``, ``+f3``, ``+klatt2``, ``+Alicia``...) with
 its own base pitch, pitch range, speaking rate and English accent; each utterance jitters pitch
-and rate slightly (DATA.md section 1: variant as identity, pitch/rate as jitter).
+and rate slightly (docs/data.md: variant as identity, pitch/rate as jitter).
 **Text**: the embedded grammar of :mod:`mamba_jax.data.text` (no download).
 
 **Speaker split** (differs from real WSJ0 on purpose): train, valid and test speakers are

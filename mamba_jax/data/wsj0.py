@@ -1,6 +1,6 @@
 """Random-access sources over the WSJ0 family: wsj0-2mix/3mix trees and the raw-WSJ0 pool.
 
-Layouts (DATA.md section 4):
+Layouts (docs/data.md):
 
 * wsj0-2mix: ``<root>/wav{8k,16k}/{min,max}/{tr,cv,tt}/{mix,s1,s2}/NAME.wav`` with
   ``NAME = {utt1}_{snr1}_{utt2}_{snr2}``; SNRs are verbatim list text and may be in exponent

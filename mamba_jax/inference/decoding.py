@@ -1,6 +1,6 @@
 """ASR search: CTC greedy, CTC prefix beam search, and joint attention/CTC beam search.
 
-Joint search (SpeechBrain ``S2STransformerBeamSearcher`` + ``CTCScorer``, MODELS.md 2.3), per utterance:
+Joint search (SpeechBrain ``S2STransformerBeamSearcher`` + ``CTCScorer``, docs/conmamba.md), per utterance:
 
     score(y_1..y_s, c) = score(y_1..y_s) + (1 - λ)·log p_att(c | y, memory) + λ·(ψ(y c) - ψ(y))
 

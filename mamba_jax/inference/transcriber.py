@@ -11,7 +11,7 @@ search), 'ctc_beam' (CTC prefix beam search) or 'ctc_greedy'; a CTC-only model (
 accepts the two CTC methods only.
 
 Batching. ``transcribe`` runs one utterance unpadded. ``transcribe_batch`` zero-pads to the longest utterance,
-as SpeechBrain's evaluation does; the bidirectional Mamba encoder does not mask padding (MODELS.md 5.5), so a
+as SpeechBrain's evaluation does; the bidirectional Mamba encoder does not mask padding (docs/conmamba.md), so a
 padded utterance's result can differ slightly from its unpadded one.
 """
 

@@ -1,6 +1,6 @@
 """Residual Mamba blocks and stacks (mamba_ssm ``Block`` / ``MixerModel`` semantics) and their variants.
 
-``Block`` is the "add -> norm -> mixer" form (MODELS.md 0.3)::
+``Block`` is the "add -> norm -> mixer" form (docs/mamba.md)::
 
     residual = h + residual        (residual = h for the first block)
     h        = mixer(norm(residual))

@@ -1,4 +1,4 @@
-"""SpeechBrain's ``ConvolutionFrontEnd`` as ConMamba configures it (MODELS.md 2.1 step 5).
+"""SpeechBrain's ``ConvolutionFrontEnd`` as ConMamba configures it (docs/conmamba.md, step 3).
 
 Each block: Conv2d 3x3 stride 2 with "same" **reflect** padding of 1 on both axes -> LayerNorm jointly over
 (freq, channel) -> LeakyReLU(0.01) -> Dropout. Input ``[B, L, F]`` (F = 80 mels), output ``[B, L', F'·C]``

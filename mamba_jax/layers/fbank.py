@@ -1,4 +1,4 @@
-"""SpeechBrain ``lobes.features.Fbank`` in JAX (DATA.md section 6, MODELS.md 2.1 step 2).
+"""SpeechBrain ``lobes.features.Fbank`` in JAX (docs/conmamba.md, step 1).
 
 For a waveform ``wav [B, T]`` at 16 kHz::
 
@@ -11,7 +11,7 @@ For a waveform ``wav [B, T]`` at 16 kHz::
     out    = max(db, max_{L,F}(db) - top_db)                                      # per utterance
 
 ``L = 1 + T // hop``. Unlike librosa's mel filters (``htk=True, norm=None``), SB's triangles are symmetric
-around each centre, which changes values by ~0.1 dB (DATA.md 6); hence our own construction.
+around each centre, which changes values by ~0.1 dB (docs/conmamba.md); hence our own construction.
 """
 
 from __future__ import annotations

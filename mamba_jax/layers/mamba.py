@@ -3,7 +3,7 @@
 Mamba: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arXiv 2312.00752.
 BiMamba v2: Zhu et al., "Vision Mamba", arXiv 2401.09417 (as vendored by Mamba-TasNet and Mamba-ASR).
 
-Forward pass for ``x [B, L, D]`` (spec/MODELS.md 0.1)::
+Forward pass for ``x [B, L, D]`` (docs/mamba.md)::
 
     x, z  = split(in_proj(x))                     # [B, L, E] each, E = expand * D
     x     = silu(causal_depthwise_conv(x))        # k = d_conv
@@ -14,7 +14,7 @@ Forward pass for ``x [B, L, D]`` (spec/MODELS.md 0.1)::
 
 The v2 mixer shares ``in_proj``/``out_proj`` (and z) and runs a second inner branch with its own
 ``conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b`` on the time-reversed ``(x, z)``; the two outputs are
-averaged before ``out_proj`` (spec/MODELS.md 0.2). Parameter names follow the PyTorch state_dict keys.
+averaged before ``out_proj`` (docs/mamba.md). Parameter names follow the PyTorch state_dict keys.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from mamba_jax.typing import Array, Float
 
 @dataclasses.dataclass(frozen=True)
 class MambaConfig:
-    """Hyperparameters of one mixer; defaults are mamba_ssm's (MODELS.md 0.1)."""
+    """Hyperparameters of one mixer; defaults are mamba_ssm's (docs/mamba.md)."""
 
     d_model: int
     d_state: int = 16
@@ -66,7 +66,7 @@ class MambaState(NamedTuple):
 
 
 def mamba_param_count(cfg: MambaConfig) -> int:
-    """MODELS.md 0.1: 2·D·E + 5·E (conv, K=4) + E·(R+2N) + R·E + E + N·E + E + E·D."""
+    """docs/mamba.md: 2·D·E + 5·E (conv, K=4) + E·(R+2N) + R·E + E + N·E + E + E·D."""
     d, e, r, n, k = cfg.d_model, cfg.d_inner, cfg.rank, cfg.d_state, cfg.d_conv
     conv = e * k + (e if cfg.conv_bias else 0)
     proj_bias = (2 * e + d) if cfg.bias else 0
@@ -194,7 +194,7 @@ class Mamba(nnx.Module):
 class BiMambaV2(Mamba):
     """Bidirectional v2 mixer: shared in_proj/out_proj/z, a second branch on the reversed sequence, averaged.
 
-    Parameter count 6·D² + 8·D·R + 220·D for expand 2, N 16, K 4 (MODELS.md 0.2).
+    Parameter count 6·D² + 8·D·R + 220·D for expand 2, N 16, K 4 (docs/mamba.md).
     """
 
     def __init__(self, cfg: MambaConfig, *, n_layer: int = 1, dtype=None, scan_impl: Impl = "auto",

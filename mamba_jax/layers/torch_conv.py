@@ -8,7 +8,7 @@ Weights keep the torch state_dict layout so a checkpoint converter copies them u
 * ``ConvTranspose2d``  weight ``[in, out, Kh, Kw]``
 
 Transposed convolutions are written explicitly as an lhs-dilated (stride-dilated input) convolution with
-the spatially flipped kernel and padding ``K - 1 - p`` (MODELS.md 5.9), not with a framework transpose
+the spatially flipped kernel and padding ``K - 1 - p`` (docs/mamba.md), not with a framework transpose
 helper, so the torch weight maps with no hidden flips. Output length of ``ConvTranspose1d`` is
 ``(L - 1) * s - 2p + K``.
 

@@ -1,4 +1,4 @@
-"""Feed-forward module and the two ASR decoders of ConMamba (MODELS.md 2.1 "Decoder").
+"""Feed-forward module and the two ASR decoders of ConMamba (docs/conmamba.md "Decoder").
 
 * ``FeedForward``: SpeechBrain ``PositionalwiseFeedForward``: Linear(D, F) -> act -> Dropout -> Linear(F, D).
 * ``TransformerDecoder``: SpeechBrain ``TransformerDecoder`` with ``normalize_before=True``: per layer

@@ -1,7 +1,7 @@
 """ConMamba ASR: Conformer-style encoder with a bidirectional Mamba in place of self-attention.
 
 Jiang, Li, Mesgarani, "Speech Slytherin: Examining the Performance and Efficiency of Mamba for Speech
-Separation, Recognition, and Synthesis", arXiv 2407.09732; code xi-j/Mamba-ASR (MODELS.md section 2).
+Separation, Recognition, and Synthesis", arXiv 2407.09732; code xi-j/Mamba-ASR (docs/conmamba.md).
 
 One module serves the three model families through ``ConMambaConfig.decoder``:
 
@@ -14,16 +14,16 @@ held by the model so its statistics travel with the weights) ``feats [B, L, 80]`
 
     x   = ConvFrontEnd(feats)                 # [B, L', 640], L' = ceil(ceil(L/2)/2)
     x   = dropout(Linear(640, D)(x))          # custom_src_module
-    x   = ConmambaEncoder(x)                  # no positional encoding, padding mask ignored (MODELS.md 5.5)
+    x   = ConmambaEncoder(x)                  # no positional encoding, padding mask ignored (docs/conmamba.md)
     ctc = log_softmax(ctc_lin(x))             # [B, L', V]
     t   = Embed(tokens_in)·sqrt(D) + PE       # tokens_in starts with bos
     att = log_softmax(seq_lin(decoder(t, x))) # [B, U, V]
 
-ConmambaEncoderLayer (MODELS.md 2.1): ``x += ½ FFN1(x)``; ``x += BiMambaV2(norm1(x))``;
+ConmambaEncoderLayer (docs/conmamba.md): ``x += ½ FFN1(x)``; ``x += BiMambaV2(norm1(x))``;
 ``x += ConvModule(x)``; ``x = norm2(x + ½ FFN2(x))``; GELU everywhere, LayerNorm eps 1e-5, the encoder's final
 LayerNorm eps 1e-6.
 
-Sizes (MODELS.md 2.2, "computed" = instantiating the original; reproduced exactly by ``param_count``):
+Sizes (docs/conmamba.md, "computed" = instantiating the original; reproduced exactly by ``param_count``):
 
 | config              | D   | enc | dec           | heads | d_ffn | vocab | params      |
 |---------------------|-----|-----|---------------|-------|-------|-------|-------------|
@@ -36,7 +36,7 @@ Sizes (MODELS.md 2.2, "computed" = instantiating the original; reproduced exactl
 Initialisation (``init``): ``"xavier"`` (default, fidelity) reproduces ``TransformerASR._init_params``:
 xavier_normal_ on every parameter with >= 2 dims inside the Transformer (src projection, encoder, decoder,
 embedding), with torch's fan convention, **including A_log / A_b_log, conv1d, x_proj, dt_proj.weight** of
-every Mamba (MODELS.md 2.3), so A ≈ -1 everywhere. ``"mamba"`` applies the same xavier pass to everything
+every Mamba (docs/conmamba.md), so A ≈ -1 everywhere. ``"mamba"`` applies the same xavier pass to everything
 except the Mamba mixers, which keep their own init (S4D-real A, dt inverse-softplus bias, ...). The CNN
 front-end and the two heads keep the torch default init in both modes, as in the original.
 """
@@ -71,7 +71,7 @@ DecoderKind = Literal["transformer", "mamba", "none"]
 
 @dataclasses.dataclass(frozen=True)
 class ConMambaConfig:
-    """Hyperparameters (defaults: conmamba_large, MODELS.md 2.2)."""
+    """Hyperparameters (defaults: conmamba_large, docs/conmamba.md)."""
 
     d_model: int = 512
     num_encoder_layers: int = 12

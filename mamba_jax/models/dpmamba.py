@@ -3,7 +3,7 @@
 Paper: Jiang, Han, Mesgarani, "Dual-path Mamba: Short and Long-term Bidirectional Selective Structured
 State Space Models for Speech Separation", arXiv 2403.18257 (sizes and results as re-reported in
 arXiv 2407.09732; code: xi-j/Mamba-TasNet hparams/WSJ0Mix/dpmamba_*.yaml, SpeechBrain 1.0
-``dual_path.Dual_Path_Model``). Spec: MODELS.md 1.1.
+``dual_path.Dual_Path_Model``). See docs/mamba_tasnet.md.
 
 What it computes, for ``mix [B, T]`` (8 kHz)::
 
@@ -20,7 +20,7 @@ What it computes, for ``mix [B, T]`` (8 kHz)::
 intra_mdl / inter_mdl are each one pre-norm BiMamba-v2 block + final RMSNorm (``n_mamba_dp // 2 = 1``),
 independent per layer. Input ``[B, T]`` float, ``T >= 16``; output ``[B, S, T]``.
 
-Size presets ([MT] hparams/WSJ0Mix/dpmamba_*.yaml; computed params, MODELS.md 1.2):
+Size presets ([MT] hparams/WSJ0Mix/dpmamba_*.yaml; computed params, docs/mamba_tasnet.md):
 
 =====  ===  ====  =================  ==========  ========  ==========================
 size   N    n_dp  skip_around_intra  params      reported  SI-SNRi / SDRi (paper, dB)
@@ -32,7 +32,7 @@ L      512  16    True               59,788,289  59.8M     23.4 / 23.6
 =====  ===  ====  =================  ==========  ========  ==========================
 
 Init: the constructor init of the originals (each intra/inter stack rescales ``out_proj`` by
-``1/sqrt(1)``); ``reinit="mt_reset"`` applies [MT]'s training-start ``reset_parameters`` (MODELS.md 5.1).
+``1/sqrt(1)``); ``reinit="mt_reset"`` applies [MT]'s training-start ``reset_parameters`` (docs/mamba_tasnet.md).
 
 Parameter paths mirror the state_dicts: ``encoder.conv1d.weight``, ``masknet.{norm.*, conv1d.weight,
 dual_mdl.{i}.{intra,inter}_mdl.layers.0.{mixer.*,norm.weight}, dual_mdl.{i}.{intra,inter}_mdl.norm_f.weight,

@@ -2,7 +2,7 @@
 
 Paper: Jiang, Han, Mesgarani, "Speech Slytherin: Examining the Performance and Efficiency of Mamba for
 Speech Separation, Recognition, and Synthesis", arXiv 2407.09732 (code: xi-j/Mamba-TasNet,
-``modules/mamba_masknet.py`` with SpeechBrain 1.0 ``dual_path.Encoder/Decoder``). Spec: MODELS.md 1.1.
+``modules/mamba_masknet.py`` with SpeechBrain 1.0 ``dual_path.Encoder/Decoder``). See docs/mamba_tasnet.md.
 
 What it computes, for ``mix [B, T]`` (8 kHz)::
 
@@ -14,9 +14,9 @@ What it computes, for ``mix [B, T]`` (8 kHz)::
     out    = zero-pad on the right to T                                 # [B, S, T]
 
 Input ``[B, T]`` float, ``T >= 16``; output ``[B, S, T]``. BiMamba-v2 shares in/out_proj between the two
-directions and averages them before ``out_proj`` (MODELS.md 0.2).
+directions and averages them before ``out_proj`` (docs/mamba.md).
 
-Size presets ([MT] hparams/WSJ0Mix/mambatasnet_*.yaml; params counted from the PyTorch modules, MODELS.md 1.2):
+Size presets ([MT] hparams/WSJ0Mix/mambatasnet_*.yaml; params counted from the PyTorch modules, docs/mamba_tasnet.md):
 
 =====  ===  ========  ==========  ==========  ===========================
 size   N    n_layer   params      reported    SI-SNRi / SDRi (paper, dB)
@@ -31,7 +31,7 @@ L      512  32        58,951,168  59.6M (*)   23.7 / 23.8
 
 Init is the constructor init of the original modules (torch defaults; Mamba's dt/A/D init; ``out_proj``
 scaled by ``1/sqrt(n_layer)``). [MT]'s training script additionally calls ``reset_parameters()`` on every
-module before training (MODELS.md 5.1): ``reinit="mt_reset"`` reproduces that (see :func:`mt_reset`).
+module before training (docs/mamba_tasnet.md): ``reinit="mt_reset"`` reproduces that (see :func:`mt_reset`).
 
 Parameter paths mirror the SpeechBrain state_dicts: ``encoder.conv1d.weight [N,1,16]``,
 ``masknet.layer_norm.{gamma,beta}``, ``masknet.bottleneck_conv1x1.conv.weight [N,N,1]``,

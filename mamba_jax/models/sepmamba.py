@@ -2,7 +2,7 @@
 
 Paper: Avenstrup et al., "SepMamba: State-space models for speaker separation using Mamba",
 arXiv 2410.20997 (ICASSP 2025); code itsmeeandrew/SepMamba ``src/models/SepMamba.py`` and
-``SepMambaCausal.py``. Spec: MODELS.md 3.
+``SepMambaCausal.py``. See docs/sepmamba.md.
 
 What it computes, for ``mix [B, T]`` (8 kHz); channels ``c0, c1, c2 = dim, 2 dim, 4 dim``::
 
@@ -29,7 +29,7 @@ spread a frame forwards. Output sample t depends on input samples up to ``t + LO
 is ``105 - (t mod 8)`` away from the end of the signal, so the bound is attained (non-zero gradient) at
 ``t = 0 mod 8``, and the gradient with respect to every later sample is exactly zero. Measured from gradients in tests/models/test_sepmamba.py; the formula in :func:`causal_lookahead`.
 
-Size presets (MODELS.md 3; [SM] conf/model/*.yaml and README):
+Size presets (docs/sepmamba.md; [SM] conf/model/*.yaml and README):
 
 ============  ===  ==========  ==========  ============================================
 preset        dim  num_blocks  params      reported (SI-SNRi / SI-SDRi / SDRi, params)

@@ -1,7 +1,7 @@
 """SPMamba: TF-GridNet with each BLSTM replaced by a bidirectional Mamba (two independent stacks, concat).
 
 Paper: Li, Chen, "SPMamba: State-space model is all you need in speech separation", arXiv 2404.02063;
-code JusperLee/SPMamba ``look2hear/models/SPMamba.py``, ``configs/spmamba-wsj0.yml``. Spec: MODELS.md 4.
+code JusperLee/SPMamba ``look2hear/models/SPMamba.py``, ``configs/spmamba-wsj0.yml``. See docs/spmamba.md.
 
 What it computes, for ``mix [B, T]`` (8 kHz)::
 
@@ -22,7 +22,7 @@ independent one on the reversed sequence, each returning h + residual, concatena
 needs ``emb_ks`` frames: 448 samples for the WSJ0 config) and non-constant (its std divides the input);
 output ``[B, S, T]``.
 
-Size presets (MODELS.md 4; [SP] configs/*.yml):
+Size presets (docs/spmamba.md; [SP] configs/*.yml):
 
 ==========  =====  ===  ==  =========  ==========  ==================================
 config      n_fft  hop  E   params     reported    WSJ0-2mix SDRi / SI-SNRi (paper)

@@ -1,4 +1,4 @@
-"""ASR losses of the ConMamba recipes (MODELS.md 2.3): CTC and KL-divergence with label smoothing.
+"""ASR losses of the ConMamba recipes (docs/conmamba.md): CTC and KL-divergence with label smoothing.
 
 * S2S: ``loss = w·CTC + (1 - w)·KL`` with ``w = 0.3``; label smoothing 0.1 (large) / 0.0 (small);
   ``reduction='batchmean'`` = summed over frames/tokens and divided by the batch size (SpeechBrain).

@@ -1,4 +1,4 @@
-"""ASR task of the ConMamba recipes for the training loop (MODELS.md 2.1, 2.3).
+"""ASR task of the ConMamba recipes for the training loop (docs/conmamba.md).
 
 Per training step, inside the jitted step: waveform -> Fbank (``config.features``) -> the model's global
 InputNormalization (statistics updated while ``epoch < norm_update_until_epoch``; the epoch is derived from

@@ -1,4 +1,5 @@
-"""Optimisers and learning-rate schedules of the four recipes (MODELS.md 1.3, 2.3, 3, 4).
+"""Optimisers and learning-rate schedules of the four recipes (docs/mamba_tasnet.md, docs/conmamba.md,
+docs/sepmamba.md, docs/spmamba.md).
 
 The learning rate is computed on the host (``LrSchedule.lr``) and passed into the jitted step, so every
 schedule, including validation-driven ReduceLROnPlateau, is one mechanism whose state is a few numbers saved

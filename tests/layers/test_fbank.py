@@ -1,4 +1,4 @@
-"""Fbank vs an independent numpy reproduction of SpeechBrain's Fbank (DATA.md 6), on speech-like audio."""
+"""Fbank vs an independent numpy reproduction of SpeechBrain's Fbank (docs/conmamba.md), on speech-like audio."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def vowel_like(seconds: float = 2.0, sr: int = 16000, seed: int = 0) -> np.ndarr
 
 
 def numpy_sb_fbank(wav: np.ndarray, n_fft: int, win: int, hop: int = 160, n_mels: int = 80, sr: int = 16000):
-    """float64 reference written from DATA.md 6: torch.stft(center, constant pad, periodic hamming centred in
+    """float64 reference written from docs/conmamba.md: torch.stft(center, constant pad, periodic hamming centred in
     n_fft) -> |X|^2 -> SB triangles -> 10 log10(max(., 1e-10)) -> clamp at max - 80."""
     x = np.concatenate([np.zeros(n_fft // 2), wav.astype(np.float64), np.zeros(n_fft // 2)])
     n_frames = 1 + len(wav) // hop

@@ -69,13 +69,13 @@ def test_mixer_matches_numpy_model(cls):
 def test_parameter_counts(d):
     r = math.ceil(d / 16)
     di = 2 * d
-    formula = 2 * d * di + 5 * di + di * (r + 32) + r * di + di + 16 * di + di + di * d  # MODELS.md 0.1
+    formula = 2 * d * di + 5 * di + di * (r + 32) + r * di + di + 16 * di + di + di * d  # docs/mamba.md
     cfg = MambaConfig(d_model=d)
     assert mamba_param_count(cfg) == formula
     abstract = nnx.eval_shape(lambda: Mamba(cfg, rngs=nnx.Rngs(0)))
     assert n_params(abstract) == formula
     v2 = nnx.eval_shape(lambda: BiMambaV2(cfg, rngs=nnx.Rngs(0)))
-    assert n_params(v2) == 6 * d * d + 8 * d * r + 220 * d  # MODELS.md 0.2
+    assert n_params(v2) == 6 * d * d + 8 * d * r + 220 * d  # docs/mamba.md
 
 
 def test_initialisation_follows_mamba_ssm():

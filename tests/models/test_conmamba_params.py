@@ -1,4 +1,4 @@
-"""Parameter counts of the five ConMamba configs equal MODELS.md 2.2's "computed" numbers (eval_shape only)."""
+"""Parameter counts of the five ConMamba configs equal docs/conmamba.md's "computed" numbers (eval_shape only)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_param_count(name):
 
 
 def test_breakdown_large():
-    """MODELS.md 2.2 breakdown for L: CNN 25,504; encoder 81,918,976; Transformer decoder 25,225,216."""
+    """docs/conmamba.md breakdown for L: CNN 25,504; encoder 81,918,976; Transformer decoder 25,225,216."""
     cfg = importlib.import_module("configs.conmamba_large").get_config()
     m = nnx.eval_shape(lambda: build_model(cfg.model, rngs=nnx.Rngs(0)))
     assert param_count(m.CNN) == 25_504

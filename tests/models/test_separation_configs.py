@@ -14,7 +14,7 @@ from mamba_jax import summary
 from mamba_jax.models import build_model
 from mamba_jax.training.losses import separation_loss
 
-# MODELS.md "computed" column: counts of the original PyTorch modules.
+# the parameter tables of docs/*.md: counts of the original PyTorch modules.
 EXPECTED = {
     "mambatasnet_xs.py": 2_210_176,
     "mambatasnet_s.py": 7_926_528,

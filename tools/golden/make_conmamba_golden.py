@@ -23,7 +23,7 @@ modules are imported (our code, nothing copied):
 
 So every Mamba runs its **fast path** (``use_fast_path=True``, no ``inference_params``): the bidirectional
 encoder mixer goes through ``mamba_inner_fn_no_out_proj`` twice (forward and flipped branch averaged, the
-CUDA semantics) rather than its slow path, which silently drops the backward branch (spec/MODELS.md 0.2).
+CUDA semantics) rather than its slow path, which silently drops the backward branch (docs/mamba.md).
 
 What is compared (per file): the synthetic ``model.ckpt`` state_dict (``mamba_jax/convert/golden.py``
 recipe: key names, shapes, seed and float64 checksums are stored, not the weights) plus the two buffers,

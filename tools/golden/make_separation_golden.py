@@ -19,7 +19,7 @@ Only the CUDA/Triton pieces are replaced, by pure-PyTorch stand-ins (``install_s
 * ``mamba_ssm.utils.{generation,hf}`` (LM generation, hub loading; they need transformers): empty names.
 
 So the original modules run their CUDA fast path (``use_fast_path=True``): for the vendored BiMamba v2
-that is the path that uses both directions (spec/MODELS.md 0.2: the slow path ignores every ``*_b``
+that is the path that uses both directions (docs/mamba.md: the slow path ignores every ``*_b``
 parameter), and the Python around the kernels (layouts, splits, flips, the 0.5 averaging) is the original.
 """
 
