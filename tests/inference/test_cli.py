@@ -115,7 +115,7 @@ def test_checkpoint_errors(sep_checkpoint, asr_checkpoint, tmp_path, capsys):
     assert main(["separate", str(wav), "--checkpoint", str(asr_checkpoint[0]), "--out", str(tmp_path)]) == 1
     assert "'asr' checkpoint" in capsys.readouterr().err
     assert main(["separate", str(tmp_path / "missing.wav"), "--checkpoint", str(sep_checkpoint[0]),
-                 "--out", str(tmp_path)]) == 1
+                 "--out", str(tmp_path)]) == 2  # a usage error: the argument names no file
     assert "missing.wav: no such file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # argparse: usage error
         main(["separate", str(wav), "--checkpoint", str(sep_checkpoint[0]), "--out", "o", "--chunk-seconds", "-1"])
