@@ -358,7 +358,9 @@ def cmd_convert(args) -> int:
     try:
         result = convert_checkpoint(config, torch_ckpt, out)
     except ValueError as e:  # keys/shapes that do not fit: the message lists them all, one per line
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        if "does not fit" not in lines[0]:
+            raise CliError(one_line(e)) from e
         first = f"; first: {lines[1]}" if len(lines) > 1 else ""
         raise CliError(f"{lines[0].rstrip(':')}{first}. Is --config {args.config} the model and size this "
                        f"checkpoint was trained with? (--verbose lists every problem)") from e
