@@ -27,7 +27,7 @@ class BlockConfig:
     """
 
     block_d: int = 32
-    block_d_bwd: int = 32
+    block_d_bwd: int = 16
     block_t: int = 8
     chunk: int = 0
     min_programs: int = 512

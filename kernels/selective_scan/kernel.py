@@ -39,9 +39,19 @@ f32 = jnp.float32
 LN2 = math.log(2.0)
 
 
+LOG2E = math.log2(math.e)
+
+# exp2 and log2 lower to single MUFU instructions (libdevice's exp2f/log2f); exp, log1p and the logistic
+# lower to long accurate libdevice sequences. Everything below is written with exp2/log2.
+
+
 def _softplus(x):
     # mamba_ssm's kernel: log1p(exp(x)) below 20, identity above (exp would overflow in fp32 near 89).
-    return jnp.where(x <= 20.0, jnp.log1p(jnp.exp(jnp.minimum(x, 20.0))), x)
+    return jnp.where(x <= 20.0, LN2 * jnp.log2(1.0 + jnp.exp2(jnp.minimum(x, 20.0) * LOG2E)), x)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + jnp.exp2(-LOG2E * x))
 
 
 def _compiler_params(num_warps, num_stages):
@@ -60,10 +70,17 @@ def _store(ref, t0, value, mask):
 
 
 def _row(x, index):
-    """x[index] of a [T, ...] value as a masked sum (Triton-Pallas has no static slicing of values); T is in
-    one thread, so this is a register pick."""
+    """x[index] of a [T, ...] value as a masked sum (Triton-Pallas has no static slicing of values). T lies in
+    one thread, so the mask is a per-register constant, and -0.0 (x + -0.0 == x) lets LLVM fold the sum
+    away: this is a register pick."""
     t = jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)
-    return jnp.sum(jnp.where(t == index, x, 0.0), axis=0)
+    return jnp.sum(jnp.where(t == index, x, -0.0), axis=0)
+
+
+def _at_row(x, index, value):
+    """x + value on row ``index`` of a [T, ...] value only (folds to one add, as in ``_row``)."""
+    t = jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)
+    return x + jnp.where(t == index, value, -0.0)
 
 
 def _delta_tile(dt_ref, bias, t0, T, valid, softplus):
@@ -107,13 +124,15 @@ def _fwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, write_y, sav
         bt = _load(b_ref, t0, T, valid)  # [T, N]
         decay = jnp.exp2(dt[:, None, :] * at[None])  # [T, N, BD]
         inp = (dt * u)[:, None, :] * bt[:, :, None]  # [T, N, BD]
-        p, hl = linear_recurrence(decay, inp, axis=0)
-        hs = hl + p * h[None]  # h_t for the tile's T steps
+        # The carried state enters through the first step's input (h_0 = decay_0 h + inp_0), so the running
+        # products of the decays are unused and compiled away.
+        _, hs = linear_recurrence(decay, _at_row(inp, 0, decay * h[None]), axis=0)  # h_t, [T, N, BD]
         if write_y:
             ct = _load(c_ref, t0, T, valid)  # [T, N]
             y = jnp.sum(hs * ct[:, :, None], axis=1) + d[None, :] * u  # [T, BD]
             if has_z:
-                y = y * jax.nn.silu(_load(z_ref, t0, T, valid))
+                zt = _load(z_ref, t0, T, valid)
+                y = y * zt * _sigmoid(zt)
             _store(y_ref, t0, y, valid)
         else:
             dtsum = dtsum + jnp.sum(dt, axis=0)
@@ -212,13 +231,13 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
         ct = _load(c_ref, t0, T, valid)  # [T, N]
         if has_z:
             zt = _load(z_ref, t0, T, valid)
-            sig = jax.nn.sigmoid(zt)
+            sig = _sigmoid(zt)
             dy = dout * zt * sig
         else:
             dy = dout
         decay_next = jnp.exp2(dt_next[:, None, :] * at[None])  # [T, N, BD]
-        q, gl = linear_recurrence(decay_next, dy[:, None, :] * ct[:, :, None], axis=0, reverse=True)
-        g = gl + q * g_next[None]  # g_t, [T, N, BD]
+        dyc = _at_row(dy[:, None, :] * ct[:, :, None], T - 1, decay_next * g_next[None])
+        _, g = linear_recurrence(decay_next, dyc, axis=0, reverse=True)  # g_t, [T, N, BD]
         if carry_only:
             return _row(g, 0), da_acc, dd_acc, db_acc + jnp.sum(dt_next, axis=0)
 
@@ -234,7 +253,7 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
         gb = jnp.sum(g * bt[:, :, None], axis=1)  # [T, BD]: dL/d(delta u)
         ddt = jnp.sum(w * at[None], axis=1) * LN2 + gb * u
         if softplus:
-            ddt = ddt * jax.nn.sigmoid(pre)
+            ddt = ddt * _sigmoid(pre)
         ddt = jnp.where(valid[:, None], ddt, 0.0)
         _store(ddt_ref, t0, ddt, valid)
         _store(du_ref, t0, gb * dt + d[None, :] * dy, valid)
