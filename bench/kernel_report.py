@@ -88,6 +88,7 @@ class Compiled:
 
 def compile_sm90(k: TritonKernel, workdir: str) -> Compiled:
     """triton.compile for sm_90 and cuobjdump of the cubin. Raises on any compile error."""
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's (and XLA's) default: fuse mul + add
     import triton
     from triton.backends.compiler import GPUTarget
 
@@ -174,6 +175,7 @@ def _cases():
 
 
 def _inputs(b, l, e, g, dtype, full, n=16):
+    """Abstract inputs of selective_scan (ShapeDtypeStructs): z, D, delta_bias with ``full``."""
     import jax
     import jax.numpy as jnp
 
@@ -228,9 +230,10 @@ def collect(repo: str, with_backward: bool = True, overrides: dict | None = None
     return rows
 
 
-def _elements_per_iteration(name: str, cfg, spec, n=16) -> int:
-    """(t, e, n) elements one program handles per iteration of its innermost loops."""
+def _elements_per_iteration(name: str, cfg, spec) -> int:
+    """(t, e, n) elements one program handles per iteration of its innermost loops (N padded to a power of 2)."""
     e = spec["e"] // (spec["g"] or 1)
+    n = 1 << max(spec.get("n", 16) - 1, 0).bit_length()
     if hasattr(cfg, "block_t"):  # kernel v2: one [T, N, BD] tile per iteration
         bd = cfg.block_d if "fwd" in name else cfg.block_d_bwd
         return cfg.block_t * n * _pow2_divisor(e, bd)
