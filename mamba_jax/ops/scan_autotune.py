@@ -45,7 +45,7 @@ class Candidate(NamedTuple):
 # and the pure-JAX associative path (XLA's own parallel scan).
 DEFAULT_CANDIDATES: tuple[Candidate, ...] = (
     Candidate("pallas", "pallas", BlockConfig()),
-    Candidate("pallas-t16", "pallas", BlockConfig(block_t=16)),
+    Candidate("pallas-t16", "pallas", BlockConfig(block_t=16, block_d_bwd=8)),
     Candidate("pallas-bd64-w2-t4", "pallas", BlockConfig(block_d=64, num_warps_fwd=2, block_t=4)),
     Candidate("associative", "associative", None),
 )

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import pytest
 
 from kernels.selective_scan import BlockConfig, selective_scan
+from mamba_jax.ops.scan_autotune import DEFAULT_CANDIDATES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 V1_FWD_PER_ELEMENT = 41.5  # kernel v1 (one time step per iteration), bench/kernel_report.py, BENCHMARKS.md
@@ -31,16 +32,19 @@ def _report_module():
     return mod
 
 
-# (name, inputs, options, with backward). Between them: all four kernels (forward, forward chunk states,
+# (name, inputs, with backward, block config). Between them: all four kernels (forward, forward chunk states,
 # backward, backward chunk carry), the forward without saved states, z/D/bias/softplus on and off, fp32 and
-# bf16, groups, a padded N, a narrow channel block, one chunk and many.
+# bf16, groups, a padded N, a narrow channel block, one chunk and many, and the block configs that
+# impl="auto" may pick on a GPU (mamba_jax/ops/scan_autotune.py).
+AUTO_CONFIGS = [c.block_config for c in DEFAULT_CANDIDATES if c.impl == "pallas" and c.block_config != BlockConfig()]
 VARIANTS = [
-    ("bf16-block-chunked", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), True),
-    ("bf16-block-fwd-only", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), False),
-    ("bf16-block-B16", dict(b=16, l=1024, e=1024, g=None, dtype="bfloat16", full=True), True),
-    ("f32-bare-G2-one-chunk", dict(b=16, l=128, e=2048, g=2, dtype="float32", full=False), True),
-    ("f32-E72-N3", dict(b=2, l=50, e=72, g=None, dtype="float32", full=True, n=3), True),
-]
+    ("bf16-block-chunked", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), True, BlockConfig()),
+    ("bf16-block-fwd-only", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), False, BlockConfig()),
+    ("bf16-block-B16", dict(b=16, l=1024, e=1024, g=None, dtype="bfloat16", full=True), True, BlockConfig()),
+    ("f32-bare-G2-one-chunk", dict(b=16, l=128, e=2048, g=2, dtype="float32", full=False), True, BlockConfig()),
+    ("f32-E72-N3", dict(b=2, l=50, e=72, g=None, dtype="float32", full=True, n=3), True, BlockConfig()),
+] + [(f"bf16-block-chunked-auto{i}", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), True, cfg)
+     for i, cfg in enumerate(AUTO_CONFIGS)]
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +52,13 @@ def compiled():
     kr = _report_module()
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, spec, backward in VARIANTS:
+        for name, spec, backward, cfg in VARIANTS:
             x = kr._inputs(**spec)
 
-            def fwd(x, full=spec["full"]):
+            def fwd(x, full=spec["full"], cfg=cfg):
                 kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True) if full else {}
-                return selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, interpret=False)
+                return selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, interpret=False,
+                                      block_config=cfg)
 
             def fwd_bwd(x, fwd=fwd):
                 out, vjp = jax.vjp(fwd, x)
@@ -63,7 +68,7 @@ def compiled():
             assert kernels, name
             for k in kernels:
                 c = kr.compile_sm90(k, tmp)  # raises on a compile error
-                elements = kr._elements_per_iteration(k.name, BlockConfig(), spec)
+                elements = kr._elements_per_iteration(k.name, cfg, spec)
                 rows[(name, k.name)] = (c, kr.hot_loop(c, elements))
     return rows
 
