@@ -390,3 +390,8 @@ def test_benchmark_script_runs():
     assert {(row["impl"], row["mode"]) for row in blob["rows"]} == {
         (i, m) for i in ("pallas", "sequential") for m in ("fwd", "fwd+bwd")}
     assert all(row["error"] is None and row["ms"] > 0 for row in blob["rows"])
+    # Bytes floors: fwd reads u, delta, z, B, C and writes out; bwd adds 7 [B, L, E] and 2 [B, L, N] arrays in
+    # the input dtype plus fp32 dB, dC (S = 1*16*32, T = 1*16*16, bf16).
+    s, t = 16 * 32, 16 * 16
+    floors = {row["mode"]: row["floor_MB"] * 1e6 for row in blob["rows"]}
+    assert floors == {"fwd": pytest.approx(8 * s + 4 * t), "fwd+bwd": pytest.approx(22 * s + 8 * t + 8 * t)}
