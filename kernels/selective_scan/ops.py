@@ -189,8 +189,8 @@ def selective_scan(
     Returns:
       out [B, L, E] in u.dtype, and with ``return_last_state`` the fp32 last state [B, E, N]. The state and all
       accumulation are fp32. Gradients flow to every array argument, and the cotangent of the last state is
-      honoured. Memory: neither direction materialises a [B, L, E, N] tensor; the forward saves states every
-      ``block_config.chunk`` steps ([B, L/chunk, E, N] fp32) for the backward pass.
+      honoured. Memory: neither direction materialises a [B, L, E, N] tensor; the forward saves the state at
+      the start of every ``block_config.block_t``-step tile ([B, L/block_t, N, E] fp32) for the backward pass.
     """
     cfg = block_config or BlockConfig()
     if interpret is None:
