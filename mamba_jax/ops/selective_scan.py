@@ -68,6 +68,12 @@ def _auto_gpu(args: tuple, kwargs: dict):
     from mamba_jax.ops import scan_autotune
 
     u, delta, A, B, C, D, z, delta_bias, initial_state = args
+    # Under a data-parallel mesh each device scans B / n rows (see _pallas_data_parallel): measure that.
+    mesh = jax.sharding.get_abstract_mesh()
+    n = 1 if mesh.empty or "data" not in mesh.axis_names else mesh.shape["data"]
+    if n > 1 and u.shape[0] % n == 0:
+        local = lambda x: None if x is None else jax.ShapeDtypeStruct((x.shape[0] // n,) + x.shape[1:], x.dtype)
+        u, delta, B, C, z, initial_state = map(local, (u, delta, B, C, z, initial_state))
     sig = _signature(u, delta, A, B, C, D, z, delta_bias, kwargs["delta_softplus"], kwargs["return_last_state"],
                      initial_state)
 
