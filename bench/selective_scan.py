@@ -201,7 +201,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timings per row (default 10 GPU, 3 CPU)")
     ap.add_argument("--iters", type=int, default=None, help="calls per timing (default 20 GPU, 1 CPU)")
     ap.add_argument("--row-timeout", type=int, default=600, help="seconds per row process")
-    ap.add_argument("--clock-ghz", type=float, default=1.755, help="SM clock of the device for the exp floor (see nvidia-smi -q -d CLOCK)")
+    ap.add_argument("--clock-ghz", type=float, default=1.755,
+                    help="SM clock of the device for the exp floor (nvidia-smi -q -d CLOCK)")
     ap.add_argument("--block-d", type=int, default=BlockConfig.block_d)
     ap.add_argument("--block-t", type=int, default=BlockConfig.block_t)
     ap.add_argument("--chunk", type=int, default=BlockConfig.chunk)
