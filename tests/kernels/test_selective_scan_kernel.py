@@ -333,7 +333,7 @@ def test_shard_map_data_parallel():
 
 
 def _cuda_lowering_text(fn, *args) -> str:
-    """Lowers fn for CUDA on a CPU-only machine (spec/JAX_STACK.md 1.4): runs Pallas -> Triton IR."""
+    """Lowers fn for CUDA on a CPU-only machine (abstract H100 device): runs Pallas -> Triton IR."""
     from jax.sharding import AbstractDevice, AbstractMesh
 
     gpu = AbstractDevice(device_kind="NVIDIA H100", num_cores=None, platform="gpu")
