@@ -21,7 +21,9 @@ from kernels.selective_scan import BlockConfig, selective_scan
 from mamba_jax.ops.scan_autotune import DEFAULT_CANDIDATES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-V1_FWD_PER_ELEMENT = 41.4  # kernel v1 (one time step per iteration), bench/kernel_report.py, BENCHMARKS.md
+# Kernel v1 (one time step per iteration) at (16, 1024, 1024) bf16, bench/kernel_report.py, BENCHMARKS.md.
+V1_FWD_PER_ELEMENT = 41.4
+V1_BWD_PER_ELEMENT = 134.0
 
 
 def _report_module():
@@ -86,3 +88,5 @@ def test_every_variant_compiles_for_sm90_without_spills(compiled):
 def test_forward_hot_loop_is_a_third_of_v1(compiled):
     _, loop = compiled[("bf16-block-B16", "selective_scan_fwd")]
     assert loop["per_element"] <= V1_FWD_PER_ELEMENT / 3, loop
+    _, loop = compiled[("bf16-block-B16", "selective_scan_bwd")]
+    assert loop["per_element"] <= V1_BWD_PER_ELEMENT, loop  # v2's is about half; guard against regressions
