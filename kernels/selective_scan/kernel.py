@@ -3,9 +3,9 @@
 Grid ``(batch b, channel block j, time chunk c)``. A program owns channels ``[j*BD, (j+1)*BD)`` of one batch
 row (all in one B/C group) and the time steps of chunk c, and walks them in tiles of T steps. Per tile it
 loads ``[T, BD]`` of delta/u/z/dout and ``[T, N]`` of B/C (one masked load each), forms the ``[T, N, BD]``
-decays ``exp2(delta * A*log2(e))`` and inputs ``delta*u*B``, runs the recurrence over the tile's T steps with
-one ``tt.scan`` (``linrec.linear_recurrence``), folds in the carried state ``h`` ``[N, BD]`` and writes
-``[T, BD]`` of the outputs. N sits in the middle of the tile so that Triton's default layout keeps T (the scan
+decays ``exp2(delta * A*log2(e))`` and inputs ``delta*u*B``, adds the carried state ``h`` ``[N, BD]`` to the
+first step's input, runs the recurrence over the tile's T steps with one ``tt.scan``
+(``linrec.linear_recurrence``) and writes ``[T, BD]`` of the outputs. N sits in the middle of the tile so that Triton's default layout keeps T (the scan
 axis) inside a thread and spreads BD over lanes: the scan is serial in registers.
 
 The time chunks make a small batch fill the GPU: the wrapper (``ops.py``) first runs every chunk from a zero
@@ -37,8 +37,6 @@ from kernels.selective_scan.linrec import linear_recurrence
 
 f32 = jnp.float32
 LN2 = math.log(2.0)
-
-
 LOG2E = math.log2(math.e)
 
 # exp2 and log2 lower to single MUFU instructions (libdevice's exp2f/log2f); exp, log1p and the logistic
