@@ -17,7 +17,8 @@ Layouts (the wrapper normalises to them; states are stored N-major so a state ti
   u, delta, z, out, dout, du, ddelta, dz: [B, L, E]     At = (A * log2 e)^T: [N, E] fp32
   B, C: [B, L, G, N]      D, delta_bias: [E] fp32
   h_in, h_end, g_end, g_start: [B, NC, N, E] fp32 (per chunk)      hs (tile-start states): [B, n_tiles, N, E]
-  dB/dC partials: [B, E/BD, L, N] fp32     dA partials: [B, NC, N, E]     dD, dbias, dtsum: [B, NC, E]
+  dB, dC: [B, L_pad, G, N] fp32, accumulated with atomic adds (L_pad = chunks * tiles per chunk * T)
+  dA partials: [B, NC, N, E]     dD, dbias, dtsum: [B, NC, E]
 
 Ragged L: every load and store is masked by ``t < L``; a padded step has delta = 0, so its decay is 1 and its
 input 0 (it is the identity on the state, in both directions) and it contributes to no gradient.
@@ -204,6 +205,8 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
     u_ref, dt_ref, at_ref, b_ref, c_ref, d_ref, bias_ref, hs_ref, dout_ref, gend_ref = refs[:10]
     refs = list(refs[10:])
     z_ref = refs.pop(0) if has_z else None
+    if not carry_only:
+        refs = refs[2:]  # the zero-filled inputs aliased to the dB and dC outputs
     if carry_only:
         gstart_ref, dtsum_ref = refs
     else:
@@ -258,8 +261,11 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
         if has_z:
             y = jnp.sum(h * ct[:, :, None], axis=1) + d[None, :] * u
             _store(dz_ref, t0, dout * y * sig * (1.0 + zt * (1.0 - sig)), valid)
-        _store(db_ref, t0, jnp.sum(g * dtu[:, None, :], axis=2), valid)  # [T, N]
-        _store(dc_ref, t0, jnp.sum(h * dy[:, None, :], axis=2), valid)
+        # Summed over this block's channels in registers, then over the group's blocks with atomic adds (like
+        # mamba_ssm). Padded rows add zeros (delta and dy are 0 there) inside the padded buffer: no mask.
+        rows = (pl.ds(t0, T), slice(None))
+        plgpu.atomic_add(db_ref, rows, jnp.sum(g * dtu[:, None, :], axis=2))  # [T, N]
+        plgpu.atomic_add(dc_ref, rows, jnp.sum(h * dy[:, None, :], axis=2))
         da_acc = da_acc + jnp.sum(w * dt[:, None, :], axis=0)
         dd_acc = dd_acc + jnp.sum(dy * u, axis=0)
         return _row(g, 0), da_acc, dd_acc, db_acc + jnp.sum(ddt, axis=0)
@@ -283,7 +289,7 @@ def scan_bwd(u, delta, At, B, C, D, bias, hs, z, dout, g_end, *, T, bd, tiles_pe
 
     carry_only: returns (g_start [B, NC, N, E] of each chunk from ``g_end``, the chunk's sum of delta shifted
     by one step [B, NC, E]). Otherwise returns du, ddelta, dz (or None) in the primal dtypes and fp32
-    dB, dC partials [B, E/bd, L, N], dA [B, NC, N, E], dD, dbias [B, NC, E] and g_start [B, NC, N, E].
+    dB, dC [B, L_pad, G, N], dA [B, NC, N, E], dD, dbias [B, NC, E] and g_start [B, NC, N, E].
     """
     bsz, length, e = u.shape
     n = B.shape[3]
@@ -302,25 +308,31 @@ def scan_bwd(u, delta, At, B, C, D, bias, hs, z, dout, g_end, *, T, bd, tiles_pe
     if z is not None:
         in_specs.append(row)
         args.append(z)
+    aliases = {}
     if carry_only:
         out_shape = [jax.ShapeDtypeStruct((bsz, nc, n, e), f32), jax.ShapeDtypeStruct((bsz, nc, e), f32)]
         out_specs = [state, chan_c]
     else:
+        l_pad = nc * tiles_per_chunk * T  # every tile of every chunk, also those wholly past L
+        acc = pl.BlockSpec((None, l_pad, None, n), lambda b, j, c: (b, 0, (j * bd) // eg, 0))
+        zeros = jnp.zeros((bsz, l_pad, B.shape[2], n), f32)
+        aliases = {len(args): 2 + (z is not None), len(args) + 1: 3 + (z is not None)}
+        in_specs += [acc, acc]
+        args += [zeros, zeros]
         out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype), jax.ShapeDtypeStruct(delta.shape, delta.dtype)]
         out_specs = [row, row]
         if z is not None:
             out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
             out_specs.append(row)
-        part = pl.BlockSpec((None, None, length, n), lambda b, j, c: (b, j, 0, 0))
         out_shape += [
-            jax.ShapeDtypeStruct((bsz, nblk, length, n), f32),  # dB partials
-            jax.ShapeDtypeStruct((bsz, nblk, length, n), f32),  # dC partials
+            jax.ShapeDtypeStruct(zeros.shape, f32),  # dB
+            jax.ShapeDtypeStruct(zeros.shape, f32),  # dC
             jax.ShapeDtypeStruct((bsz, nc, n, e), f32),  # dA partials
             jax.ShapeDtypeStruct((bsz, nc, e), f32),  # dD partials
             jax.ShapeDtypeStruct((bsz, nc, e), f32),  # ddelta_bias partials
             jax.ShapeDtypeStruct((bsz, nc, n, e), f32),  # g at each chunk's start
         ]
-        out_specs += [part, part, state, chan_c, chan_c, state]
+        out_specs += [acc, acc, state, chan_c, chan_c, state]
     kernel = functools.partial(_bwd_kernel, T=T, tiles_per_chunk=tiles_per_chunk, length=length,
                                has_z=z is not None, softplus=softplus, carry_only=carry_only)
     outs = pl.pallas_call(
@@ -329,6 +341,7 @@ def scan_bwd(u, delta, At, B, C, D, bias, hs, z, dout, g_end, *, T, bd, tiles_pe
         grid=(bsz, nblk, nc),
         in_specs=in_specs,
         out_specs=out_specs,
+        input_output_aliases=aliases,
         interpret=interpret,
         compiler_params=_compiler_params(num_warps, num_stages),
         name="selective_scan_bwd_chunk_carry" if carry_only else "selective_scan_bwd",

@@ -125,21 +125,16 @@ def _scan_bwd(s, res, cts):
         g_end = jnp.moveaxis(g_ends, 0, 1)  # [B, NC, N, E]
     else:
         g_end = dlast_t[:, None]
-    du, ddelta, dz, db_p, dc_p, da_p, dd_p, dbias_p, g_start = K.scan_bwd(
+    du, ddelta, dz, db, dc, da_p, dd_p, dbias_p, g_start = K.scan_bwd(
         u, delta, At, B, C, D, bias, hs, z, dout, g_end, carry_only=False, **kw)
-    nblk = db_p.shape[1]
-
-    def reduce_groups(p):  # [B, E/BD, L, N] -> [B, L, G, N]: sum the channel blocks of each group
-        p = p.reshape(bsz, g, nblk // g, length, n).sum(axis=2)
-        return jnp.transpose(p, (0, 2, 1, 3))
 
     # dL/dh_{-1} = decay_0 * g_0, with decay_0 from the first step's delta.
     dt0 = delta[:, 0].astype(f32) + bias.astype(f32)
     if s.softplus:
         dt0 = K._softplus(dt0)
     dh0 = _exp2_decay(At, dt0) * g_start[:, 0]  # [B, N, E]
-    dB = reduce_groups(db_p).astype(B.dtype)
-    dC = reduce_groups(dc_p).astype(C.dtype)
+    dB = db[:, :length].astype(B.dtype)  # [B, L, G, N]
+    dC = dc[:, :length].astype(C.dtype)
     dA = da_p.sum(axis=(0, 1)).T.astype(A.dtype)
     dD = dd_p.sum(axis=(0, 1)).astype(D.dtype)
     dbias = dbias_p.sum(axis=(0, 1)).astype(bias.dtype)
