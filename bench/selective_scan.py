@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--repeats", type=int, default=None, help="timings per row (default 10 GPU, 3 CPU)")
     ap.add_argument("--iters", type=int, default=None, help="calls per timing (default 20 GPU, 1 CPU)")
-    ap.add_argument("--row-timeout", type=int, default=600, help="seconds per row process")
+    ap.add_argument("--row-timeout", type=int, default=None, help="seconds per row process (600; 120 with --gpu-quick)")
     ap.add_argument("--clock-ghz", type=float, default=1.755,
                     help="SM clock of the device for the exp floor (nvidia-smi -q -d CLOCK)")
     ap.add_argument("--block-d", type=int, default=BlockConfig.block_d)
@@ -232,7 +232,7 @@ def main() -> None:
             for mode in args.modes:
                 spec = dict(B=b, L=l, E=e, N=16, impl=impl, mode=mode, dtype=args.dtype, repeats=repeats,
                             iters=iters, block_config=cfg, copy_bw=copy_bw, sfu_rate=rate)
-                rows.append(run_isolated(spec, args.row_timeout))
+                rows.append(run_isolated(spec, args.row_timeout or (120 if args.gpu_quick else 600)))
                 print_row(rows[-1])
     if args.json:
         blob = json.dumps(dict(device=dev.device_kind, backend=jax.default_backend(), jax=jax.__version__,
