@@ -31,7 +31,7 @@ from flax import nnx
 from mamba_jax.data.audio import resample
 from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
 from mamba_jax.layers.fbank import FbankConfig, fbank, fbank_config_from, num_frames
-from mamba_jax.tokenizer import Tokenizer
+from mamba_jax.tokenizer import Tokenizer, check_vocab_size
 from mamba_jax.typing import Array, Float, Int
 
 METHODS = ("joint", "ctc_beam", "ctc_greedy")
@@ -52,9 +52,8 @@ class Transcriber:
         if config.get("task") != "asr":
             raise ValueError(f"Transcriber needs an ASR (ConMamba) checkpoint; this one is task "
                              f"{config.get('task')!r} (model {config.model.get('name')!r}): use Separator")
-        if tokenizer.vocab_size != config.model.vocab_size:
-            raise ValueError(f"tokenizer has {tokenizer.vocab_size} pieces but model.vocab_size="
-                             f"{config.model.vocab_size}: wrong tokenizer for this checkpoint")
+        check_vocab_size(tokenizer, config.model.vocab_size,
+                         fix="wrong tokenizer for this checkpoint (pass the one it was trained with)")
         self.model = model
         self.model.eval()  # dropout off; normalize() does not update statistics outside training
         self.config = config

@@ -28,7 +28,7 @@ from mamba_jax.data import pipeline
 from mamba_jax.data.libri import LibriSpeechSource
 from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
 from mamba_jax.layers.specaugment import SpecAugmentConfig, spec_augment
-from mamba_jax.tokenizer import Tokenizer, train_tokenizer
+from mamba_jax.tokenizer import Tokenizer, check_vocab_size, train_tokenizer
 from mamba_jax.training.asr_losses import asr_loss, make_decoder_io
 
 TOKEN_MULTIPLE = 32  # token rows padded to a multiple of this (fewer distinct shapes to compile)
@@ -56,8 +56,9 @@ def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) -
 
             multihost_utils.sync_global_devices("mamba_jax tokenizer")
         tok = Tokenizer(str(path))
-    if tok.vocab_size > config.model.vocab_size:
-        raise ValueError(f"tokenizer has {tok.vocab_size} pieces but model.vocab_size={config.model.vocab_size}")
+    check_vocab_size(tok, config.model.vocab_size, fix=(
+        f"set --config.model.vocab_size={tok.vocab_size}" if tc.model_dir else
+        f"set --config.model.vocab_size={tok.vocab_size}, or delete {workdir / 'tokenizer'} to train a new one"))
     return tok
 
 
