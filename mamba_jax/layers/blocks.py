@@ -8,6 +8,10 @@
 and a stack ends with ``norm_f(h + residual)`` when it has a final norm, else returns ``h + residual``.
 ``DualStack`` holds two *independent* stacks, the second run on the time-reversed input, combined by sum
 (SepMamba) or channel concat (SPMamba); the Vim "v2" bidirectional mixer lives in ``layers.mamba``.
+
+Every ``__call__`` takes optional ``lengths`` (int32 ``[B]``) of a right-padded batch: valid positions then
+equal the unpadded call whatever the padding holds (reversals happen within each row's length) and padded
+positions of the output are zero. Without ``lengths`` nothing changes.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from flax import nnx
 
 from mamba_jax.layers.mamba import BiMambaV2, Mamba, MambaConfig, MambaState
 from mamba_jax.layers.norm import make_norm
+from mamba_jax.ops.padding import mask_padding, reverse_padded
 from mamba_jax.ops.selective_scan import Impl
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Float, Int
 
 MixerKind = Literal["mamba", "bimamba_v2"]
 
@@ -35,10 +40,11 @@ class Block(nnx.Module):
         mixer_cls = {"mamba": Mamba, "bimamba_v2": BiMambaV2}[mixer]
         self.mixer = mixer_cls(cfg, n_layer=n_layer, dtype=dtype, scan_impl=scan_impl, rngs=rngs)
 
-    def __call__(self, h: Float[Array, "B L D"], residual: Float[Array, "B L D"] | None, *, impl: Impl | None = None
+    def __call__(self, h: Float[Array, "B L D"], residual: Float[Array, "B L D"] | None,
+                 lengths: Int[Array, "B"] | None = None, *, impl: Impl | None = None
                  ) -> tuple[Float[Array, "B L D"], Float[Array, "B L D"]]:
         residual = h if residual is None else h + residual
-        return self.mixer(self.norm(residual), impl=impl), residual
+        return self.mixer(self.norm(residual), lengths, impl=impl), residual
 
     def call_with_state(self, h, residual, state: MambaState, *, impl: Impl | None = None):
         residual = h if residual is None else h + residual
@@ -73,11 +79,12 @@ class MambaStack(nnx.Module):
         out = h + residual
         return out if self.norm_f is None else self.norm_f(out)
 
-    def __call__(self, x: Float[Array, "B L D"], *, impl: Impl | None = None) -> Float[Array, "B L D"]:
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None, *,
+                 impl: Impl | None = None) -> Float[Array, "B L D"]:
         h, residual = x, None
         for layer in self.layers:
-            h, residual = layer(h, residual, impl=impl)
-        return self._finish(h, residual)
+            h, residual = layer(h, residual, lengths, impl=impl)
+        return mask_padding(self._finish(h, residual), lengths)
 
     def init_state(self, batch: int) -> list[MambaState]:
         return [layer.mixer.init_state(batch) for layer in self.layers]
@@ -118,9 +125,10 @@ class DualStack(nnx.Module):
         self.forward = MambaStack(cfg, n_layer, **kw)
         self.backward = MambaStack(cfg, n_layer, **kw)
 
-    def __call__(self, x: Float[Array, "B L D"], *, impl: Impl | None = None) -> Float[Array, "B L _"]:
-        y_f = self.forward(x, impl=impl)
-        y_b = jnp.flip(self.backward(jnp.flip(x, 1), impl=impl), 1)
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None, *,
+                 impl: Impl | None = None) -> Float[Array, "B L _"]:
+        y_f = self.forward(x, lengths, impl=impl)
+        y_b = reverse_padded(self.backward(reverse_padded(x, lengths), lengths, impl=impl), lengths)
         if self.combine == "sum":
             return y_f + y_b
         return jnp.concatenate([y_f, y_b], axis=-1)  # [B, L, 2D]

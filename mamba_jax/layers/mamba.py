@@ -15,6 +15,12 @@ Forward pass for ``x [B, L, D]`` (spec/MODELS.md 0.1)::
 The v2 mixer shares ``in_proj``/``out_proj`` (and z) and runs a second inner branch with its own
 ``conv1d_b, x_proj_b, dt_proj_b, A_b_log, D_b`` on the time-reversed ``(x, z)``; the two outputs are
 averaged before ``out_proj`` (spec/MODELS.md 0.2). Parameter names follow the PyTorch state_dict keys.
+
+``lengths`` (int32 ``[B]``, optional) marks a right-padded batch: row ``b`` is valid at ``t < lengths[b]``.
+The causal branch is exact there whatever the padding holds; the reversed branch reverses each row within
+its length (``ops.padding.reverse_padded``), so it starts at the row's true end as the unpadded call does.
+Outputs at padded positions are zeroed. Without ``lengths`` the computation is the original one (the
+original flips the whole padded sequence, so its outputs depend on the padding).
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from flax import nnx
 
 from mamba_jax.layers.conv import CausalConv1d
 from mamba_jax.layers.init import torch_default, uniform
+from mamba_jax.ops.padding import mask_padding, reverse_padded
 from mamba_jax.ops.selective_scan import Impl, selective_scan
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Float, Int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,10 +165,12 @@ class Mamba(nnx.Module):
         e = self.cfg.d_inner
         return xz[..., :e], xz[..., e:]
 
-    def __call__(self, x: Float[Array, "B L D"], *, impl: Impl | None = None) -> Float[Array, "B L D"]:
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None, *,
+                 impl: Impl | None = None) -> Float[Array, "B L D"]:
+        """``x [B, L, D] -> [B, L, D]``; with ``lengths`` positions ``t >= lengths[b]`` come out zero."""
         xi, z = self._split(x)
         y, _ = self._inner(xi, z, "", impl or self.scan_impl)
-        return self.out_proj(y)
+        return mask_padding(self.out_proj(y), lengths)
 
     # ---- recurrent inference -------------------------------------------------------------------------
     def init_state(self, batch: int) -> MambaState:
@@ -202,12 +211,15 @@ class BiMambaV2(Mamba):
         super().__init__(cfg, n_layer=n_layer, dtype=dtype, scan_impl=scan_impl, rngs=rngs)
         self._make_branch("_b", rngs, dtype)
 
-    def __call__(self, x: Float[Array, "B L D"], *, impl: Impl | None = None) -> Float[Array, "B L D"]:
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None, *,
+                 impl: Impl | None = None) -> Float[Array, "B L D"]:
+        """``x [B, L, D] -> [B, L, D]``; with ``lengths`` the reversed branch reverses each row within its
+        length and positions ``t >= lengths[b]`` come out zero (module docstring)."""
         impl = impl or self.scan_impl
         xi, z = self._split(x)
         y_f, _ = self._inner(xi, z, "", impl)
-        y_b, _ = self._inner(jnp.flip(xi, 1), jnp.flip(z, 1), "_b", impl)
-        return self.out_proj(0.5 * y_f + 0.5 * jnp.flip(y_b, 1))
+        y_b, _ = self._inner(reverse_padded(xi, lengths), reverse_padded(z, lengths), "_b", impl)
+        return mask_padding(self.out_proj(0.5 * y_f + 0.5 * reverse_padded(y_b, lengths)), lengths)
 
     def call_with_state(self, *args, **kwargs):
         raise TypeError("BiMambaV2 is bidirectional: it has no streaming/step form (the reverse scan needs the "
