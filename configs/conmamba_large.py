@@ -27,6 +27,8 @@ def asr_config(*, d_model: int, enc_layers: int, dec_layers: int, heads: int, d_
         d_ffn=d_ffn, vocab_size=vocab, decoder=decoder, n_mels=80, cnn_channels=(64, 32), conv_kernel_size=31,
         dropout=0.1, d_state=16, d_conv=4, expand=2, max_len=2500,
         init="xavier",  # TransformerASR._init_params (A_log included); 'mamba' keeps the Mamba init
+        inert_padding=True,  # padding never changes an output; False: the original's padded batches (docstring
+                             # of mamba_jax/models/conmamba.py)
     ))
     c.loss.name = "ctc_attention"
     c.loss.ctc_weight = 0.3

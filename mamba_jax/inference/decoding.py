@@ -233,16 +233,19 @@ def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 T D"], ctc_logprob
     all) are padding. ``bucket``: pad both to :func:`length_bucket` frames, so that utterances of many lengths
     share a few compiled shapes; the padding is exact (padded memory is masked out of the cross-attention, a
     padded CTC frame is a certain blank, which leaves every prefix probability unchanged; the Mamba decoder's
-    cross-Mamba state is taken at the last valid frame). The full recompute of the Mamba decoder scans
-    ``[memory, prefix]`` without a mask, so it gets the valid frames only."""
+    cross-Mamba state is taken at the last valid frame). The Mamba decoder's full recompute scans
+    ``[memory, prefix]`` without a mask (as does its state without ``inert_padding``), so it gets the valid frames
+    only."""
     n = cfg.beam_size
     length = int(enc.shape[1] if length is None else length)
     max_steps = max(1, int(length * cfg.max_decode_ratio))
     t_pad = length_bucket(length) if bucket else length
     x = _pad_ctc(ctc_logprobs, length, t_pad, cfg.blank_id)
-    # the Mamba decoder's full recompute scans [memory, prefix] unmasked: it gets the valid frames only
-    mamba_full = not incremental and getattr(getattr(model, "cfg", None), "decoder", None) == "mamba"
-    mem_frames = length if mamba_full else t_pad
+    # the Mamba decoder's cross-Mamba scans its memory unmasked in the full recompute (and in the incremental
+    # state without inert padding): it gets the valid frames only
+    mcfg = getattr(model, "cfg", None)
+    unmasked = getattr(mcfg, "decoder", None) == "mamba" and not (incremental and getattr(mcfg, "inert_padding", 0))
+    mem_frames = length if unmasked else t_pad
     mem = _pad_frames(enc, length, mem_frames)
     max_len = max(1, int(t_pad * cfg.max_decode_ratio)) + 1 if bucket else max_steps + 1
     scorer = _Scorer(model, mem, length, n, max_len, incremental)
@@ -335,7 +338,9 @@ def beam_search_config_from(decoding_cfg, tokenizer_cfg) -> BeamSearchConfig:
 
 
 @nnx.jit
-def _encode(model, feats, feat_lengths):
+def encode(model: nnx.Module, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"]
+           ) -> tuple[Float[Array, "B L4 D"], Int[Array, "B"], Float[Array, "B L4 V"]]:
+    """Encoder output, its valid lengths and the CTC log-probs (jitted)."""
     enc, enc_len = model.encode(feats, feat_lengths)
     return enc, enc_len, model.ctc_logprobs(enc)
 
@@ -343,7 +348,7 @@ def _encode(model, feats, feat_lengths):
 def decode_batch(model: nnx.Module, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"],
                  cfg: BeamSearchConfig, *, method: str = "joint", incremental: bool = True) -> list[list[int]]:
     """Best token sequence per utterance with ``method`` 'joint' | 'ctc_greedy' | 'ctc_beam'."""
-    enc, enc_len, ctc = _encode(model, feats, feat_lengths)
+    enc, enc_len, ctc = encode(model, feats, feat_lengths)
     if method == "ctc_greedy":
         return ctc_greedy(ctc, enc_len, blank_id=cfg.blank_id)
     out = []

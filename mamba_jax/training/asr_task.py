@@ -107,7 +107,7 @@ class AsrTask:
 
     def features(self, model, wave: jax.Array, wave_lengths: jax.Array, *, train: bool, rng=None):
         """Normalised (and, in training, augmented) Fbank features and their valid frame counts."""
-        feats = fbank(wave, self.fbank_cfg)
+        feats = fbank(wave, self.fbank_cfg, wave_lengths if model.cfg.inert_padding else None)
         lengths = jnp.minimum(num_frames(wave_lengths, self.fbank_cfg), feats.shape[1]).astype(jnp.int32)
         spe = self._steps_per_epoch or 1
         epoch = model.normalizer.count[...] // spe
