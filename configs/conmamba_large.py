@@ -63,6 +63,7 @@ def asr_config(*, d_model: int, enc_layers: int, dec_layers: int, heads: int, d_
     ))
     c.recipe = ml_collections.ConfigDict(dict(
         epochs=120, max_batch_seconds=500.0, max_batch_examples=256, avg_checkpoints=10, avg_by="valid_acc",
+        num_buckets=8,  # duration batching: 8 padded shapes (the original's sampler: 60 buckets, any shapes)
     ))
     if arg == "smoke":
         shrink_for_smoke(c)
@@ -81,7 +82,7 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
                         checkpoint_every_steps=2, precision="fp32", eval_batches=1))
     c.optim.update(dict(warmup_steps=2, grad_accum=1))
     c.decoding.update(dict(beam_size=2, test_beam_size=2))
-    c.recipe.update(dict(epochs=1, max_batch_seconds=10.0, max_batch_examples=2))
+    c.recipe.update(dict(epochs=1, max_batch_seconds=10.0, max_batch_examples=2, num_buckets=2))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -25,6 +25,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mamba_jax.data import pipeline
+from mamba_jax.data.buckets import duration_batching_from
 from mamba_jax.data.libri import LibriSpeechSource
 from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
 from mamba_jax.layers.specaugment import SpecAugmentConfig, spec_augment
@@ -73,7 +74,8 @@ class _Tokenize(grain.transforms.Map):
         if self._tok is None:
             self._tok = Tokenizer(self.tokenizer_path)
         ids = [self._tok.encode(str(t)) for t in batch["text"]]
-        u = max(TOKEN_MULTIPLE, -(-max(len(x) for x in ids) // TOKEN_MULTIPLE) * TOKEN_MULTIPLE)
+        u = max(max(len(x) for x in ids), int(batch.get("text_chars", 0)))  # duration buckets: fixed per bucket
+        u = max(TOKEN_MULTIPLE, -(-u // TOKEN_MULTIPLE) * TOKEN_MULTIPLE)
         tokens = np.zeros((len(ids), u), np.int32)
         for b, x in enumerate(ids):
             tokens[b, :len(x)] = x
@@ -94,15 +96,18 @@ class AsrTask:
         self.augment_cfg = SpecAugmentConfig.from_config(config.augment) if "augment" in config else None
         self.pad_multiple = int(config.train.get("eval_pad_multiple", 4000))
         self._steps_per_epoch = None
+        self.duration = duration_batching_from(config, jax.device_count())  # recipe.max_batch_seconds
 
     def dataset(self, split: str, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
                 **kw):
         ds = pipeline.asr_dataset(self.config.data, split, batch_size=batch_size, seed=seed,
                                   process_index=process_index, process_count=process_count,
-                                  pad_multiple=self.pad_multiple, **kw)
+                                  pad_multiple=self.pad_multiple,
+                                  duration=self.duration if split == "train" else None, **kw)
         if self._steps_per_epoch is None and split == "train":
             self._steps_per_epoch = max(1, pipeline.steps_per_epoch(
-                self.config.data, "train", batch_size=batch_size, process_count=process_count))
+                self.config.data, "train", batch_size=batch_size, process_count=process_count,
+                duration=self.duration))
         return ds.map(_Tokenize(str(self.tokenizer.path), keep_text=split != "train"))
 
     def features(self, model, wave: jax.Array, wave_lengths: jax.Array, *, train: bool, rng=None):
