@@ -181,3 +181,69 @@ class Transcriber:
             return []
         feats, frames = self.features(*self._pad(xs))
         return self.decode_features(feats, frames, method=method, beam_size=beam_size)
+
+    # ---- long recordings -----------------------------------------------------------------------------------
+    def transcribe_long(self, wave: np.ndarray, sample_rate: int, *, chunk_seconds: float = 20.0,
+                        method: str | None = None, beam_size: int | None = None, progress: bool = True) -> str:
+        """Text of a recording of any length: cut into pieces of at most ``chunk_seconds`` at the quietest
+        10 ms within the last quarter of each piece (``split_points``), each piece transcribed on its own
+        (a progress bar on stderr over the pieces), the texts joined with spaces. The model never sees more than
+        ``chunk_seconds`` at once, so memory stays flat; a word cut at a piece boundary can be misrecognised,
+        which the quiet cut point makes rare."""
+        from tqdm.auto import tqdm
+
+        x = self._prepare(wave, sample_rate, "transcribe_long")
+        cuts = split_points(x, self.sample_rate, chunk_seconds)
+        pieces = [x[a:b] for a, b in zip([0] + cuts, cuts + [x.size])]
+        texts = []
+        for piece in tqdm(pieces, desc="transcribe", unit="chunk", disable=not progress or len(pieces) < 2,
+                          leave=False):
+            texts.append(self.transcribe(piece, self.sample_rate, method=method, beam_size=beam_size))
+        return " ".join(t for t in texts if t)
+
+
+def split_points(x: np.ndarray, sample_rate: int, chunk_seconds: float) -> list[int]:
+    """Sample indices that cut ``x`` into pieces of at most ``chunk_seconds``: each cut is the start of the
+    quietest 10 ms frame (least energy) in the last quarter of the piece it ends."""
+    chunk = int(round(chunk_seconds * sample_rate))
+    if chunk < 4 * (sample_rate // 100):
+        raise ValueError(f"chunk_seconds must be at least 0.04 s, got {chunk_seconds}")
+    hop = sample_rate // 100
+    cuts, start = [], 0
+    while x.size - start > chunk:
+        lo, hi = start + chunk - chunk // 4, start + chunk  # search the last quarter
+        frames = (hi - lo) // hop
+        energy = np.square(x[lo:lo + frames * hop].astype(np.float64)).reshape(frames, hop).sum(1)
+        cut = lo + int(np.argmin(energy)) * hop
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+_TRANSCRIBERS: dict[tuple[str, str | None], Transcriber] = {}  # (absolute checkpoint, tokenizer) -> Transcriber
+
+
+def transcribe_file(path: str | pathlib.Path, checkpoint: str | pathlib.Path | Transcriber, *,
+                    method: str | None = None, beam_size: int | None = None, chunk_seconds: float = 20.0,
+                    tokenizer: str | pathlib.Path | None = None, progress: bool = True) -> str:
+    """Text of the audio file ``path`` (any format and rate soundfile reads; stereo averaged, other rates
+    resampled, each with a warning), with the checkpoint under ``checkpoint`` (a training workdir, its
+    ``checkpoints/`` or a step folder; loaded once per process and reused) or a ``Transcriber``. Recordings
+    longer than ``chunk_seconds`` are transcribed in pieces with a progress bar (``Transcriber.transcribe_long``).
+
+        from mamba_jax.inference.transcriber import transcribe_file
+        text = transcribe_file("interview.flac", "runs/conmamba_small")
+    """
+    from mamba_jax.data.audio import audio_info, load_audio
+
+    if isinstance(checkpoint, Transcriber):
+        asr = checkpoint
+    else:
+        key = (str(pathlib.Path(checkpoint).expanduser().absolute()), None if tokenizer is None else str(tokenizer))
+        if key not in _TRANSCRIBERS:
+            _TRANSCRIBERS[key] = Transcriber.from_checkpoint(key[0], tokenizer=tokenizer)
+        asr = _TRANSCRIBERS[key]
+    wave = load_audio(path, None, on_stereo="downmix")
+    rate = audio_info(path)[1]
+    return asr.transcribe_long(wave, rate, chunk_seconds=chunk_seconds, method=method, beam_size=beam_size,
+                               progress=progress)
