@@ -352,6 +352,7 @@ def decode_batch(model: nnx.Module, feats: Float[Array, "B L F"], feat_lengths: 
     if method == "ctc_greedy":
         return ctc_greedy(ctc, enc_len, blank_id=cfg.blank_id)
     out = []
+    enc, ctc = np.asarray(enc), np.asarray(ctc)  # per-utterance slices on the host: no device op per row
     for b, n in enumerate(np.asarray(enc_len)):
         n = int(n)
         if method == "ctc_beam":
