@@ -178,7 +178,8 @@ def cmd_transcribe(args) -> int:
             _note(f"{path}: {rate} Hz resampled to the model's {asr.sample_rate} Hz")
         with warnings.catch_warnings():  # the Transcriber checks the samples before it resamples
             warnings.filterwarnings("ignore", message=".*resampl.*")  # noted above
-            text = asr.transcribe(wave, rate, method=args.method, beam_size=args.beam_size)
+            text = asr.transcribe_long(wave, rate, method=args.method, beam_size=args.beam_size,  # pieces of
+                                       progress=sys.stderr.isatty())  # <= 20 s: flat memory on long files
         print(f"{path}\t{text}", flush=True)
 
     return _run_files(files, one)
