@@ -18,7 +18,7 @@ LENGTHS = (37, 22, 40)
 
 @pytest.fixture(scope="module")
 def model() -> ConMambaASR:
-    cfg = ConMambaConfig(d_model=32, num_encoder_layers=2, num_decoder_layers=1, num_heads=2, d_ffn=48,
+    cfg = ConMambaConfig(d_model=32, num_encoder_layers=1, num_decoder_layers=1, num_heads=2, d_ffn=32,
                          vocab_size=12, decoder="transformer", conv_kernel_size=7, max_len=64, scan_impl="sequential")
     m = ConMambaASR(cfg, rngs=nnx.Rngs(0))
     m.eval()
