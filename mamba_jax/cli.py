@@ -212,7 +212,7 @@ def cmd_evaluate(args) -> int:
             raise CliError("--method/--beam-size apply to ASR checkpoints only")
         sep = _separator(args, ck_config, params, rest)
         summary, _ = ev.evaluate_separation(sep, config, n_plots=args.plots, perceptual=not args.no_perceptual,
-                                            **common)
+                                            chunk_seconds=args.chunk_seconds, hop_seconds=args.hop_seconds, **common)
     elif ck_config.get("task") == "asr":
         asr = _transcriber(args, ck_config, params, rest)
         summary, _ = ev.evaluate_asr(asr, config, method=args.method, beam_size=args.beam_size, **common)
@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write utterances.csv, summary.json and spectrogram PNGs here")
     p.add_argument("--plots", type=int, default=3, metavar="N", help="spectrogram PNGs of the first N (separation)")
     p.add_argument("--no-perceptual", action="store_true", help="skip PESQ and STOI (separation)")
+    p.add_argument("--chunk-seconds", type=positive(float), default=None,
+                   help="overlap-add windows of this many seconds past it (separation; default: whole utterances)")
+    p.add_argument("--hop-seconds", type=positive(float), default=None, help="hop between windows, seconds")
     p.add_argument("--tokenizer", default=None, metavar="PATH", help="SentencePiece model (ASR)")
     p.add_argument("--method", choices=methods, default=None, help="search (ASR)")
     p.add_argument("--beam-size", type=positive(int), default=None, help="beam (ASR)")

@@ -1,263 +1,353 @@
-"""Forward and backward Pallas (Triton backend) kernels of the Mamba-1 selective scan.
+"""Forward and backward Pallas (Triton backend) kernels of the Mamba-1 selective scan: time tiles.
 
-Both kernels run on the grid (batch b, channel block j). A program owns channels
-[j*BD, (j+1)*BD) of one batch row, all inside one B/C group, and walks time with a ``fori_loop`` keeping
-the state ``h`` as a (BD, N) fp32 register tile. Every load and store is one row: (BD,) of u/delta/z/out,
-(N,) of B/C, or a (BD, N) state tile, so sizes are powers of two (Triton's rule) whenever BD and N are.
+Grid ``(batch b, channel block j, time chunk c)``. A program owns channels ``[j*BD, (j+1)*BD)`` of one batch
+row (all in one B/C group) and the time steps of chunk c, and walks them in tiles of T steps. Per tile it
+loads ``[T, BD]`` of delta/u/z/dout and ``[T, N]`` of B/C (one masked load each), forms the ``[T, N, BD]``
+decays ``exp2(delta * A*log2(e))`` and inputs ``delta*u*B``, adds the carried state ``h`` ``[N, BD]`` to the
+first step's input, runs the recurrence over the tile's T steps with one ``tt.scan``
+(``linrec.linear_recurrence``) and writes ``[T, BD]`` of the outputs. N sits in the middle of the tile so that Triton's default layout keeps T (the scan
+axis) inside a thread and spreads BD over lanes: the scan is serial in registers.
 
-Layouts seen by the kernels (the wrapper in ``ops.py`` normalises to them):
-  u, delta, z, out, du, ddelta, dz: [B, L, E]     A: [E, N] fp32     D, delta_bias: [E] fp32
-  B, C: [B, L, G, N]       h0, last, dh0: [B, E, N] fp32       hs (saved states): [B, n_chunks, E, N] fp32
-  dB/dC partials: [B, E/BD, L, N] fp32     dA partials: [B, E, N]     dD, dbias partials: [B, E]
-  ws (backward recompute workspace): [B, E/BD, chunk, BD, N] fp32
+The time chunks make a small batch fill the GPU: the wrapper (``ops.py``) first runs every chunk from a zero
+state (``write_y=False``: chunk end states and the chunk's sum of delta, whose ``exp2(A*log2e*sum)`` is the
+chunk's total decay), combines the chunk boundary states in JAX (a short sequential scan over chunks), then
+runs the chunks again from the corrected start states. One chunk (c = 0 only) is the plain sequential kernel.
+
+Layouts (the wrapper normalises to them; states are stored N-major so a state tile is contiguous in E):
+  u, delta, z, out, dout, du, ddelta, dz: [B, L, E]     At = (A * log2 e)^T: [N, E] fp32
+  B, C: [B, L, G, N]      D, delta_bias: [E] fp32
+  h_in, h_end, g_end, g_start: [B, NC, N, E] fp32 (per chunk)      hs (tile-start states): [B, n_tiles, N, E]
+  dB, dC: [B, L_pad, G, N] fp32, accumulated with atomic adds (L_pad = chunks * tiles per chunk * T)
+  dA partials: [B, NC, N, E]     dD, dbias, dtsum: [B, NC, E]
+
+Ragged L: every load and store is masked by ``t < L``; a padded step has delta = 0, so its decay is 1 and its
+input 0 (it is the identity on the state, in both directions) and it contributes to no gradient.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from kernels.selective_scan.linrec import linear_recurrence
+
 f32 = jnp.float32
+LN2 = math.log(2.0)
+LOG2E = math.log2(math.e)
+
+# exp2 and log2 lower to single MUFU instructions (libdevice's exp2f/log2f); exp, log1p and the logistic
+# lower to long accurate libdevice sequences. Everything below is written with exp2/log2.
 
 
 def _softplus(x):
     # mamba_ssm's kernel: log1p(exp(x)) below 20, identity above (exp would overflow in fp32 near 89).
-    return jnp.where(x <= 20.0, jnp.log1p(jnp.exp(jnp.minimum(x, 20.0))), x)
+    return jnp.where(x <= 20.0, LN2 * jnp.log2(1.0 + jnp.exp2(jnp.minimum(x, 20.0) * LOG2E)), x)
 
 
-def _delta(dt_ref, bias, t, softplus):
-    """Returns (delta_t after bias and softplus, the pre-softplus value); both (BD,) fp32."""
-    pre = dt_ref[t, :].astype(f32) + bias
-    return (_softplus(pre) if softplus else pre), pre
+def _sigmoid(x):
+    return 1.0 / (1.0 + jnp.exp2(-LOG2E * x))
 
 
 def _compiler_params(num_warps, num_stages):
     return plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages)
 
 
+def _load(ref, t0, size, mask, dtype=f32):
+    """Rows [t0, t0 + size) of a [L, X] ref as fp32, zero where ``mask`` ([size]) is false."""
+    m = jnp.broadcast_to(mask[:, None], (size, ref.shape[1]))
+    return plgpu.load(ref.at[pl.ds(t0, size), :], mask=m, other=0).astype(dtype)
+
+
+def _store(ref, t0, value, mask):
+    m = jnp.broadcast_to(mask[:, None], value.shape)
+    plgpu.store(ref.at[pl.ds(t0, value.shape[0]), :], value.astype(ref.dtype), mask=m)
+
+
+def _row(x, index):
+    """x[index] of a [T, ...] value as a masked sum (Triton-Pallas has no static slicing of values). T lies in
+    one thread, so the mask is a per-register constant, and -0.0 (x + -0.0 == x) lets LLVM fold the sum
+    away: this is a register pick."""
+    t = jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)
+    return jnp.sum(jnp.where(t == index, x, -0.0), axis=0)
+
+
+def _at_row(x, index, value):
+    """x + value on row ``index`` of a [T, ...] value only (folds to one add, as in ``_row``)."""
+    t = jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)
+    return x + jnp.where(t == index, value, -0.0)
+
+
+def _delta_tile(dt_ref, bias, t0, T, valid, softplus):
+    """(delta after bias and softplus, zero on padded rows; the pre-softplus value), both [T, BD]."""
+    pre = _load(dt_ref, t0, T, valid) + bias[None, :]
+    dt = _softplus(pre) if softplus else pre
+    return jnp.where(valid[:, None], dt, 0.0), pre
+
+
 # --------------------------------------------------------------------------------------------- forward
 
 
-def _fwd_kernel(*refs, length, chunk, has_z, softplus, save_states):
-    u_ref, dt_ref, a_ref, b_ref, c_ref, d_ref, bias_ref, h0_ref = refs[:8]
-    refs = refs[8:]
-    z_ref = refs[0] if has_z else None
-    refs = refs[1:] if has_z else refs
-    out_ref, last_ref = refs[:2]
-    hs_ref = refs[2] if save_states else None
+def _fwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, write_y, save_states):
+    u_ref, dt_ref, at_ref, b_ref, c_ref, d_ref, bias_ref, h0_ref = refs[:8]
+    refs = list(refs[8:])
+    z_ref = refs.pop(0) if has_z else None
+    y_ref = refs.pop(0) if write_y else None
+    hend_ref = refs.pop(0)
+    dtsum_ref = None if write_y else refs.pop(0)
+    hs_ref = refs.pop(0) if save_states else None
 
-    a = a_ref[...].astype(f32)  # [BD, N]
+    at = at_ref[...].astype(f32)  # [N, BD], A^T * log2(e)
     d = d_ref[...].astype(f32)  # [BD]
     bias = bias_ref[...].astype(f32)  # [BD]
+    n_tiles = pl.cdiv(length, T)
+    first = pl.program_id(2) * tiles_per_chunk
+    steps = jax.lax.broadcasted_iota(jnp.int32, (T,), 0)
 
-    def step(t, h):
+    def tile(k, carry):
+        h, dtsum = carry  # [N, BD], [BD]
+        i = first + k
+        t0 = i * T
+        valid = t0 + steps < length  # [T]
         if save_states:
-            # h entering step t is h_{t-1}: the state at the start of chunk t // chunk.
-            # lax.rem/div, not % and //: jnp's floor-mod wrapper does not lower on Triton (i1/i32 mismatch).
-            @pl.when(jax.lax.rem(t, chunk) == 0)
+            @pl.when(i < n_tiles)
             def _():
-                hs_ref[jax.lax.div(t, chunk), :, :] = h
+                hs_ref[i, :, :] = h
 
-        dt, _ = _delta(dt_ref, bias, t, softplus)  # [BD]
-        u = u_ref[t, :].astype(f32)  # [BD]
-        bt = b_ref[t, :].astype(f32)  # [N]
-        ct = c_ref[t, :].astype(f32)  # [N]
-        h = jnp.exp(dt[:, None] * a) * h + (dt * u)[:, None] * bt[None, :]  # [BD, N]
-        y = jnp.sum(h * ct[None, :], axis=1) + d * u  # [BD]
-        if has_z:
-            y = y * jax.nn.silu(z_ref[t, :].astype(f32))
-        out_ref[t, :] = y.astype(out_ref.dtype)
-        return h
+        dt, _ = _delta_tile(dt_ref, bias, t0, T, valid, softplus)  # [T, BD]
+        u = _load(u_ref, t0, T, valid)  # [T, BD]
+        bt = _load(b_ref, t0, T, valid)  # [T, N]
+        decay = jnp.exp2(dt[:, None, :] * at[None])  # [T, N, BD]
+        inp = (dt * u)[:, None, :] * bt[:, :, None]  # [T, N, BD]
+        # The carried state enters through the first step's input (h_0 = decay_0 h + inp_0), so the running
+        # products of the decays are unused and compiled away.
+        _, hs = linear_recurrence(decay, _at_row(inp, 0, decay * h[None]), axis=0)  # h_t, [T, N, BD]
+        if write_y:
+            ct = _load(c_ref, t0, T, valid)  # [T, N]
+            y = jnp.sum(hs * ct[:, :, None], axis=1) + d[None, :] * u  # [T, BD]
+            if has_z:
+                zt = _load(z_ref, t0, T, valid)
+                y = y * zt * _sigmoid(zt)
+            _store(y_ref, t0, y, valid)
+        else:
+            dtsum = dtsum + jnp.sum(dt, axis=0)
+        return _row(hs, T - 1), dtsum
 
-    h = jax.lax.fori_loop(0, length, step, h0_ref[...].astype(f32))
-    last_ref[...] = h
+    h, dtsum = jax.lax.fori_loop(0, tiles_per_chunk, tile, (h0_ref[...].astype(f32), jnp.zeros_like(bias)))
+    hend_ref[...] = h
+    if not write_y:
+        dtsum_ref[...] = dtsum
 
 
-def scan_fwd(u, delta, A, B, C, D, bias, h0, z, *, bd, chunk, softplus, save_states, num_warps, num_stages,
-             interpret):
-    """Forward pallas_call. Returns (out, last_state) or (out, last_state, saved chunk-start states)."""
+def scan_fwd(u, delta, At, B, C, D, bias, h_in, z, *, T, bd, tiles_per_chunk, softplus, write_y, save_states,
+             num_warps, num_stages, interpret):
+    """Forward pallas_call over the grid (batch, E/bd, chunks). ``h_in``: [B, NC, N, E] chunk start states.
+
+    Returns [out if write_y], h_end [B, NC, N, E], [dtsum [B, NC, E] if not write_y], [hs if save_states].
+    """
     bsz, length, e = u.shape
-    g, n = B.shape[2], B.shape[3]
-    eg = e // g
-    nblk = e // bd
-    n_chunks = pl.cdiv(length, chunk)
-    row = pl.BlockSpec((None, length, bd), lambda b, j: (b, 0, j))
-    grp = pl.BlockSpec((None, length, None, n), lambda b, j: (b, 0, (j * bd) // eg, 0))
-    chan = pl.BlockSpec((bd,), lambda b, j: (j,))
-    state = pl.BlockSpec((None, bd, n), lambda b, j: (b, j, 0))
-    in_specs = [row, row, pl.BlockSpec((bd, n), lambda b, j: (j, 0)), grp, grp, chan, chan, state]
-    args = [u, delta, A, B, C, D, bias, h0]
+    n = B.shape[3]
+    eg = e // B.shape[2]
+    nc = h_in.shape[1]
+    n_tiles = pl.cdiv(length, T)
+    row = pl.BlockSpec((None, length, bd), lambda b, j, c: (b, 0, j))
+    grp = pl.BlockSpec((None, length, None, n), lambda b, j, c: (b, 0, (j * bd) // eg, 0))
+    chan = pl.BlockSpec((bd,), lambda b, j, c: (j,))
+    state = pl.BlockSpec((None, None, n, bd), lambda b, j, c: (b, c, 0, j))
+    in_specs = [row, row, pl.BlockSpec((n, bd), lambda b, j, c: (0, j)), grp, grp, chan, chan, state]
+    args = [u, delta, At, B, C, D, bias, h_in]
     if z is not None:
         in_specs.append(row)
         args.append(z)
-    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype), jax.ShapeDtypeStruct((bsz, e, n), f32)]
-    out_specs = [row, state]
+    out_shape, out_specs = [], []
+    if write_y:
+        out_shape.append(jax.ShapeDtypeStruct(u.shape, u.dtype))
+        out_specs.append(row)
+    out_shape.append(jax.ShapeDtypeStruct((bsz, nc, n, e), f32))
+    out_specs.append(state)
+    if not write_y:
+        out_shape.append(jax.ShapeDtypeStruct((bsz, nc, e), f32))
+        out_specs.append(pl.BlockSpec((None, None, bd), lambda b, j, c: (b, c, j)))
     if save_states:
-        out_shape.append(jax.ShapeDtypeStruct((bsz, n_chunks, e, n), f32))
-        out_specs.append(pl.BlockSpec((None, n_chunks, bd, n), lambda b, j: (b, 0, j, 0)))
-    kernel = functools.partial(_fwd_kernel, length=length, chunk=chunk, has_z=z is not None,
-                               softplus=softplus, save_states=save_states)
+        out_shape.append(jax.ShapeDtypeStruct((bsz, n_tiles, n, e), f32))
+        out_specs.append(pl.BlockSpec((None, n_tiles, n, bd), lambda b, j, c: (b, 0, 0, j)))
+    kernel = functools.partial(_fwd_kernel, T=T, tiles_per_chunk=tiles_per_chunk, length=length,
+                               has_z=z is not None, softplus=softplus, write_y=write_y, save_states=save_states)
     return pl.pallas_call(
         kernel,
         out_shape=out_shape,
-        grid=(bsz, nblk),
+        grid=(bsz, e // bd, nc),
         in_specs=in_specs,
         out_specs=out_specs,
         interpret=interpret,
         compiler_params=_compiler_params(num_warps, num_stages),
-        name="selective_scan_fwd",
+        name="selective_scan_fwd" if write_y else "selective_scan_fwd_chunk_states",
     )(*args)
 
 
 # -------------------------------------------------------------------------------------------- backward
+#
+# With g_t = dL/dh_t (total) and decay_t = exp(delta_t A), the state gradient runs backwards as
+#     g_t = decay_{t+1} * g_{t+1} + dy_t * C_t,        g_L = dL/d(last state), decay_L = 1,
+# a reverse linear recurrence over the decays shifted by one step (the delta tile is loaded again one row
+# later). With h_t recomputed from the saved tile-start state, every gradient is a tile expression:
+#     w_t      = g_t * (h_t - delta_t u_t B_t)   (= g_t * decay_t * h_{t-1}, no shifted h needed)
+#     ddelta_t = sum_n w_t A + u_t sum_n g_t B_t   (times sigmoid(pre) under softplus)
+#     du_t     = delta_t sum_n g_t B_t + D dy_t,   dB_t = sum_e g_t delta_t u_t,   dC_t = sum_e dy_t h_t
+#     dA      += sum_t w_t delta_t,                dh_{-1} = decay_0 * g_0.
 
 
-def _bwd_kernel(*refs, length, chunk, has_z, softplus, interpret):
-    (u_ref, dt_ref, a_ref, b_ref, c_ref, d_ref, bias_ref, hs_ref, dout_ref, dlast_ref) = refs[:10]
-    refs = refs[10:]
-    z_ref = refs[0] if has_z else None
-    refs = refs[1:] if has_z else refs
-    du_ref, ddt_ref = refs[:2]
-    refs = refs[2:]
-    dz_ref = refs[0] if has_z else None
-    refs = refs[1:] if has_z else refs
-    db_ref, dc_ref, da_ref, dd_ref, dbias_ref, dh0_ref, ws_ref = refs
+def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
+    u_ref, dt_ref, at_ref, b_ref, c_ref, d_ref, bias_ref, hs_ref, dout_ref, gend_ref = refs[:10]
+    refs = list(refs[10:])
+    z_ref = refs.pop(0) if has_z else None
+    if not carry_only:
+        refs = refs[2:]  # the zero-filled inputs aliased to the dB and dC outputs
+    if carry_only:
+        gstart_ref, dtsum_ref = refs
+    else:
+        du_ref, ddt_ref = refs.pop(0), refs.pop(0)
+        dz_ref = refs.pop(0) if has_z else None
+        db_ref, dc_ref, da_ref, dd_ref, dbias_ref, gstart_ref = refs
 
-    a = a_ref[...].astype(f32)  # [BD, N]
+    at = at_ref[...].astype(f32)  # [N, BD]
     d = d_ref[...].astype(f32)  # [BD]
     bias = bias_ref[...].astype(f32)  # [BD]
-    n_chunks = pl.cdiv(length, chunk)
-    bd, n = a.shape
+    n_tiles = pl.cdiv(length, T)
+    first = pl.program_id(2) * tiles_per_chunk
+    steps = jax.lax.broadcasted_iota(jnp.int32, (T,), 0)
 
-    def chunk_body(i, carry):
-        dh, da_acc, dd_acc, dbias_acc = carry
-        c = n_chunks - 1 - i  # chunks in reverse order
-        t0 = c * chunk
-        t1 = jnp.minimum(t0 + chunk, length)
-        h_start = hs_ref[c, :, :]  # h_{t0-1}, [BD, N]
+    def tile(k, carry):
+        g_next, da_acc, dd_acc, db_acc = carry  # g_{t0+T} [N, BD]; accumulators [N, BD], [BD], [BD]
+        i = first + tiles_per_chunk - 1 - k  # tiles in reverse order
+        t0 = i * T
+        valid = t0 + steps < length
+        valid_next = t0 + 1 + steps < length
+        dt_next, _ = _delta_tile(dt_ref, bias, t0 + 1, T, valid_next, softplus)  # delta_{t+1}, [T, BD]
+        dout = _load(dout_ref, t0, T, valid)  # [T, BD]
+        ct = _load(c_ref, t0, T, valid)  # [T, N]
+        if has_z:
+            zt = _load(z_ref, t0, T, valid)
+            sig = _sigmoid(zt)
+            dy = dout * zt * sig
+        else:
+            dy = dout
+        decay_next = jnp.exp2(dt_next[:, None, :] * at[None])  # [T, N, BD]
+        dyc = _at_row(dy[:, None, :] * ct[:, :, None], T - 1, decay_next * g_next[None])
+        _, g = linear_recurrence(decay_next, dyc, axis=0, reverse=True)  # g_t, [T, N, BD]
+        if carry_only:
+            return _row(g, 0), da_acc, dd_acc, db_acc + jnp.sum(dt_next, axis=0)
 
-        # 1. Recompute h_t for t in [t0, t1) from the saved chunk-start state into the workspace.
-        def recompute(t, h):
-            dt, _ = _delta(dt_ref, bias, t, softplus)
-            u = u_ref[t, :].astype(f32)
-            bt = b_ref[t, :].astype(f32)
-            h = jnp.exp(dt[:, None] * a) * h + (dt * u)[:, None] * bt[None, :]
-            ws_ref[t - t0, :, :] = h
-            return h
+        dt, pre = _delta_tile(dt_ref, bias, t0, T, valid, softplus)
+        u = _load(u_ref, t0, T, valid)
+        bt = _load(b_ref, t0, T, valid)  # [T, N]
+        dtu = dt * u  # [T, BD]
+        decay = jnp.exp2(dt[:, None, :] * at[None])
+        inp = dtu[:, None, :] * bt[:, :, None]
+        p, hl = linear_recurrence(decay, inp, axis=0)
+        h = hl + p * hs_ref[jnp.minimum(i, n_tiles - 1), :, :][None]  # h_t, [T, N, BD]
+        w = g * (h - inp)
+        gb = jnp.sum(g * bt[:, :, None], axis=1)  # [T, BD]: dL/d(delta u)
+        ddt = jnp.sum(w * at[None], axis=1) * LN2 + gb * u
+        if softplus:
+            ddt = ddt * _sigmoid(pre)
+        ddt = jnp.where(valid[:, None], ddt, 0.0)
+        _store(ddt_ref, t0, ddt, valid)
+        _store(du_ref, t0, gb * dt + d[None, :] * dy, valid)
+        if has_z:
+            y = jnp.sum(h * ct[:, :, None], axis=1) + d[None, :] * u
+            _store(dz_ref, t0, dout * y * sig * (1.0 + zt * (1.0 - sig)), valid)
+        # Summed over this block's channels in registers, then over the group's blocks with atomic adds (like
+        # mamba_ssm). Padded rows add zeros (delta and dy are 0 there) inside the padded buffer: no mask.
+        rows = (pl.ds(t0, T), slice(None))
+        plgpu.atomic_add(db_ref, rows, jnp.sum(g * dtu[:, None, :], axis=2))  # [T, N]
+        plgpu.atomic_add(dc_ref, rows, jnp.sum(h * dy[:, None, :], axis=2))
+        da_acc = da_acc + jnp.sum(w * dt[:, None, :], axis=0)
+        dd_acc = dd_acc + jnp.sum(dy * u, axis=0)
+        return _row(g, 0), da_acc, dd_acc, db_acc + jnp.sum(ddt, axis=0)
 
-        jax.lax.fori_loop(t0, t1, recompute, h_start)
-        if not interpret:
-            # Rows of ws written by one thread are read back by another: make the stores visible (CTA barrier).
-            plgpu.debug_barrier()
-
-        # 2. Reverse recurrence over the chunk. dh enters step t as dL/dh_t from the future.
-        def reverse(k, carry):
-            dh, h_t, da_acc, dd_acc, dbias_acc = carry
-            t = t1 - 1 - k
-            h_prev = jnp.where(t > t0, ws_ref[jnp.maximum(t - t0 - 1, 0), :, :], h_start)  # h_{t-1}
-            dt, pre = _delta(dt_ref, bias, t, softplus)
-            u = u_ref[t, :].astype(f32)
-            bt = b_ref[t, :].astype(f32)
-            ct = c_ref[t, :].astype(f32)
-            dout = dout_ref[t, :].astype(f32)
-            if has_z:
-                zt = z_ref[t, :].astype(f32)
-                sig = jax.nn.sigmoid(zt)
-                y = jnp.sum(h_t * ct[None, :], axis=1) + d * u
-                dz_ref[t, :] = (dout * y * sig * (1.0 + zt * (1.0 - sig))).astype(dz_ref.dtype)
-                dy = dout * zt * sig
-            else:
-                dy = dout
-            dh = dh + dy[:, None] * ct[None, :]  # total dL/dh_t
-            dc_ref[t, :] = jnp.sum(dy[:, None] * h_t, axis=0)
-            decay = jnp.exp(dt[:, None] * a)  # [BD, N]
-            dh_b = jnp.sum(dh * bt[None, :], axis=1)  # dL/d(delta*u), [BD]
-            db_ref[t, :] = jnp.sum(dh * (dt * u)[:, None], axis=0)
-            dh_decay = dh * h_prev * decay  # dL/d(delta*A) elementwise
-            ddt = jnp.sum(dh_decay * a, axis=1) + dh_b * u
-            du_ref[t, :] = (dh_b * dt + d * dy).astype(du_ref.dtype)
-            if softplus:
-                ddt = ddt * jax.nn.sigmoid(pre)
-            ddt_ref[t, :] = ddt.astype(ddt_ref.dtype)
-            da_acc = da_acc + dh_decay * dt[:, None]
-            dd_acc = dd_acc + dy * u
-            dbias_acc = dbias_acc + ddt
-            return dh * decay, h_prev, da_acc, dd_acc, dbias_acc
-
-        h_last = ws_ref[t1 - t0 - 1, :, :]
-        dh, _, da_acc, dd_acc, dbias_acc = jax.lax.fori_loop(
-            0, t1 - t0, reverse, (dh, h_last, da_acc, dd_acc, dbias_acc))
-        if not interpret:
-            plgpu.debug_barrier()  # the next chunk overwrites ws
-        return dh, da_acc, dd_acc, dbias_acc
-
-    zeros_dn = jnp.zeros((bd, n), f32)
-    zeros_d = jnp.zeros((bd,), f32)
-    dh, da_acc, dd_acc, dbias_acc = jax.lax.fori_loop(
-        0, n_chunks, chunk_body, (dlast_ref[...].astype(f32), zeros_dn, zeros_d, zeros_d))
-    dh0_ref[...] = dh
-    da_ref[...] = da_acc
-    dd_ref[...] = dd_acc
-    dbias_ref[...] = dbias_acc
+    zeros_d = jnp.zeros_like(bias)
+    init = (gend_ref[...].astype(f32), jnp.zeros_like(at), zeros_d, zeros_d)
+    g, da_acc, dd_acc, db_acc = jax.lax.fori_loop(0, tiles_per_chunk, tile, init)
+    gstart_ref[...] = g
+    if carry_only:
+        dtsum_ref[...] = db_acc
+    else:
+        da_ref[...] = da_acc
+        dd_ref[...] = dd_acc
+        dbias_ref[...] = db_acc
 
 
-def scan_bwd(u, delta, A, B, C, D, bias, hs, z, dout, dlast, *, bd, chunk, softplus, num_warps, num_stages,
-             interpret):
-    """Backward pallas_call.
+def scan_bwd(u, delta, At, B, C, D, bias, hs, z, dout, g_end, *, T, bd, tiles_per_chunk, softplus, carry_only,
+             num_warps, num_stages, interpret):
+    """Backward pallas_call over the grid (batch, E/bd, chunks). ``g_end``: [B, NC, N, E], the state gradient
+    entering each chunk from its future (g at the chunk's end).
 
-    Returns du, ddelta, dz (or None) in the primal dtypes, and fp32 per-block partials:
-    dB, dC [B, E/BD, L, N]; dA [B, E, N]; dD, dbias [B, E]; plus dh0 [B, E, N].
+    carry_only: returns (g_start [B, NC, N, E] of each chunk from ``g_end``, the chunk's sum of delta shifted
+    by one step [B, NC, E]). Otherwise returns du, ddelta, dz (or None) in the primal dtypes and fp32
+    dB, dC [B, L_pad, G, N], dA [B, NC, N, E], dD, dbias [B, NC, E] and g_start [B, NC, N, E].
     """
     bsz, length, e = u.shape
-    g, n = B.shape[2], B.shape[3]
-    eg = e // g
+    n = B.shape[3]
+    eg = e // B.shape[2]
     nblk = e // bd
-    n_chunks = hs.shape[1]
-    chunk = min(chunk, length)
-    row = pl.BlockSpec((None, length, bd), lambda b, j: (b, 0, j))
-    grp = pl.BlockSpec((None, length, None, n), lambda b, j: (b, 0, (j * bd) // eg, 0))
-    chan = pl.BlockSpec((bd,), lambda b, j: (j,))
-    state = pl.BlockSpec((None, bd, n), lambda b, j: (b, j, 0))
-    chan_b = pl.BlockSpec((None, bd), lambda b, j: (b, j))
-    part = pl.BlockSpec((None, None, length, n), lambda b, j: (b, j, 0, 0))
-    in_specs = [row, row, pl.BlockSpec((bd, n), lambda b, j: (j, 0)), grp, grp, chan, chan,
-                pl.BlockSpec((None, n_chunks, bd, n), lambda b, j: (b, 0, j, 0)), row, state]
-    args = [u, delta, A, B, C, D, bias, hs, dout, dlast]
-    out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype), jax.ShapeDtypeStruct(delta.shape, delta.dtype)]
-    out_specs = [row, row]
+    nc = g_end.shape[1]
+    n_tiles = hs.shape[1]
+    row = pl.BlockSpec((None, length, bd), lambda b, j, c: (b, 0, j))
+    grp = pl.BlockSpec((None, length, None, n), lambda b, j, c: (b, 0, (j * bd) // eg, 0))
+    chan = pl.BlockSpec((bd,), lambda b, j, c: (j,))
+    state = pl.BlockSpec((None, None, n, bd), lambda b, j, c: (b, c, 0, j))
+    chan_c = pl.BlockSpec((None, None, bd), lambda b, j, c: (b, c, j))
+    in_specs = [row, row, pl.BlockSpec((n, bd), lambda b, j, c: (0, j)), grp, grp, chan, chan,
+                pl.BlockSpec((None, n_tiles, n, bd), lambda b, j, c: (b, 0, 0, j)), row, state]
+    args = [u, delta, At, B, C, D, bias, hs, dout, g_end]
     if z is not None:
         in_specs.append(row)
         args.append(z)
-        out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
-        out_specs.append(row)
-    out_shape += [
-        jax.ShapeDtypeStruct((bsz, nblk, length, n), f32),  # dB partials
-        jax.ShapeDtypeStruct((bsz, nblk, length, n), f32),  # dC partials
-        jax.ShapeDtypeStruct((bsz, e, n), f32),  # dA partials
-        jax.ShapeDtypeStruct((bsz, e), f32),  # dD partials
-        jax.ShapeDtypeStruct((bsz, e), f32),  # ddelta_bias partials
-        jax.ShapeDtypeStruct((bsz, e, n), f32),  # dh0
-        jax.ShapeDtypeStruct((bsz, nblk, chunk, bd, n), f32),  # recompute workspace
-    ]
-    out_specs += [part, part, state, chan_b, chan_b, state,
-                  pl.BlockSpec((None, None, chunk, bd, n), lambda b, j: (b, j, 0, 0, 0))]
-    kernel = functools.partial(_bwd_kernel, length=length, chunk=chunk, has_z=z is not None,
-                               softplus=softplus, interpret=interpret)
+    aliases = {}
+    if carry_only:
+        out_shape = [jax.ShapeDtypeStruct((bsz, nc, n, e), f32), jax.ShapeDtypeStruct((bsz, nc, e), f32)]
+        out_specs = [state, chan_c]
+    else:
+        l_pad = nc * tiles_per_chunk * T  # every tile of every chunk, also those wholly past L
+        acc = pl.BlockSpec((None, l_pad, None, n), lambda b, j, c: (b, 0, (j * bd) // eg, 0))
+        zeros = jnp.zeros((bsz, l_pad, B.shape[2], n), f32)
+        aliases = {len(args): 2 + (z is not None), len(args) + 1: 3 + (z is not None)}
+        in_specs += [acc, acc]
+        args += [zeros, zeros]
+        out_shape = [jax.ShapeDtypeStruct(u.shape, u.dtype), jax.ShapeDtypeStruct(delta.shape, delta.dtype)]
+        out_specs = [row, row]
+        if z is not None:
+            out_shape.append(jax.ShapeDtypeStruct(z.shape, z.dtype))
+            out_specs.append(row)
+        out_shape += [
+            jax.ShapeDtypeStruct(zeros.shape, f32),  # dB
+            jax.ShapeDtypeStruct(zeros.shape, f32),  # dC
+            jax.ShapeDtypeStruct((bsz, nc, n, e), f32),  # dA partials
+            jax.ShapeDtypeStruct((bsz, nc, e), f32),  # dD partials
+            jax.ShapeDtypeStruct((bsz, nc, e), f32),  # ddelta_bias partials
+            jax.ShapeDtypeStruct((bsz, nc, n, e), f32),  # g at each chunk's start
+        ]
+        out_specs += [acc, acc, state, chan_c, chan_c, state]
+    kernel = functools.partial(_bwd_kernel, T=T, tiles_per_chunk=tiles_per_chunk, length=length,
+                               has_z=z is not None, softplus=softplus, carry_only=carry_only)
     outs = pl.pallas_call(
         kernel,
         out_shape=out_shape,
-        grid=(bsz, nblk),
+        grid=(bsz, nblk, nc),
         in_specs=in_specs,
         out_specs=out_specs,
+        input_output_aliases=aliases,
         interpret=interpret,
         compiler_params=_compiler_params(num_warps, num_stages),
-        name="selective_scan_bwd",
+        name="selective_scan_bwd_chunk_carry" if carry_only else "selective_scan_bwd",
     )(*args)
+    if carry_only:
+        return tuple(outs)
     du, ddelta = outs[:2]
     dz = outs[2] if z is not None else None
-    db, dc, da, dd, dbias, dh0, _ = outs[-7:]
-    return du, ddelta, dz, db, dc, da, dd, dbias, dh0
+    return (du, ddelta, dz) + tuple(outs[-6:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ from kernels.selective_scan import kernel as K
 from kernels.selective_scan.config import BlockConfig
 
 f32 = jnp.float32
+LOG2E = math.log2(math.e)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +22,11 @@ class _Static:
 
     softplus: bool
     bd: int
+    bd_bwd: int
+    T: int
     chunk: int
+    min_programs: int
+    min_chunk_tiles: int
     num_warps_fwd: int
     num_warps_bwd: int
     num_stages: int | None
@@ -35,44 +41,104 @@ def _pow2_divisor(x: int, cap: int) -> int:
     return p
 
 
-def _fwd_call(s: _Static, u, delta, A, B, C, D, bias, h0, z, save_states):
-    return K.scan_fwd(u, delta, A, B, C, D, bias, h0, z, bd=s.bd, chunk=s.chunk, softplus=s.softplus,
-                      save_states=save_states, num_warps=s.num_warps_fwd, num_stages=s.num_stages,
-                      interpret=s.interpret)
+def tiles_per_chunk(s: _Static, bsz: int, length: int, e: int, bd: int) -> int:
+    """Tiles per program along the time-parallel grid axis (the number of chunks is ceil(tiles / this))."""
+    n_tiles = -(-length // s.T)
+    if s.chunk:
+        tpc = -(-s.chunk // s.T)
+    else:
+        programs = bsz * (e // bd)
+        want = -(-s.min_programs // programs)  # chunks needed to reach min_programs
+        tpc = max(s.min_chunk_tiles, -(-n_tiles // want))
+    return max(1, min(tpc, n_tiles))
+
+
+def _exp2_decay(At, dt_sum):
+    """exp2(At * dt_sum): At [N, E], dt_sum [B, E] -> [B, N, E], the total decay over a run of steps."""
+    return jnp.exp2(At[None] * dt_sum[:, None, :])
+
+
+def _forward(s: _Static, u, delta, A, B, C, D, bias, h0, z, save_states):
+    """Returns (out, last [B, E, N], hs or None, At)."""
+    bsz, length, e = u.shape
+    n = A.shape[1]
+    At = (A.astype(f32) * LOG2E).T  # [N, E]
+    h0t = jnp.transpose(h0.astype(f32), (0, 2, 1))  # [B, N, E]
+    tpc = tiles_per_chunk(s, bsz, length, e, s.bd)
+    nc = -(-(-(-length // s.T)) // tpc)
+    kw = dict(T=s.T, bd=s.bd, tiles_per_chunk=tpc, softplus=s.softplus, num_warps=s.num_warps_fwd,
+              num_stages=s.num_stages, interpret=s.interpret)
+    if nc > 1:
+        # Pass 1: every chunk from a zero state -> its end state and sum of delta (total decay).
+        zeros = jnp.zeros((bsz, nc, n, e), f32)
+        h_end, dtsum = K.scan_fwd(u, delta, At, B, C, D, bias, zeros, z, write_y=False, save_states=False, **kw)
+
+        def step(h, x):  # start state of chunk c+1 from that of chunk c
+            he, ds = x
+            return _exp2_decay(At, ds) * h + he, h
+
+        _, starts = jax.lax.scan(step, h0t, (jnp.moveaxis(h_end, 1, 0), jnp.moveaxis(dtsum, 1, 0)))
+        h_in = jnp.moveaxis(starts, 0, 1)  # [B, NC, N, E]
+    else:
+        h_in = h0t[:, None]
+    outs = K.scan_fwd(u, delta, At, B, C, D, bias, h_in, z, write_y=True, save_states=save_states, **kw)
+    out, h_end = outs[0], outs[1]
+    hs = outs[2] if save_states else None
+    return out, jnp.transpose(h_end[:, -1], (0, 2, 1)), hs, At
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _scan(s: _Static, u, delta, A, B, C, D, bias, h0, z):
     """Normalised scan: B, C [B, L, G, N]; D, bias [E] fp32; h0 [B, E, N] fp32; z array or None."""
-    out, last = _fwd_call(s, u, delta, A, B, C, D, bias, h0, z, save_states=False)
+    out, last, _, _ = _forward(s, u, delta, A, B, C, D, bias, h0, z, save_states=False)
     return out, last
 
 
 def _scan_fwd(s, u, delta, A, B, C, D, bias, h0, z):
-    out, last, hs = _fwd_call(s, u, delta, A, B, C, D, bias, h0, z, save_states=True)
+    out, last, hs, _ = _forward(s, u, delta, A, B, C, D, bias, h0, z, save_states=True)
     return (out, last), (u, delta, A, B, C, D, bias, h0, z, hs)
 
 
 def _scan_bwd(s, res, cts):
     u, delta, A, B, C, D, bias, h0, z, hs = res
     dout, dlast = cts
-    du, ddelta, dz, db_p, dc_p, da_p, dd_p, dbias_p, dh0 = K.scan_bwd(
-        u, delta, A, B, C, D, bias, hs, z, dout.astype(u.dtype), dlast.astype(f32),
-        bd=s.bd, chunk=s.chunk, softplus=s.softplus, num_warps=s.num_warps_bwd, num_stages=s.num_stages,
-        interpret=s.interpret)
     bsz, length, g, n = B.shape
-    nblk = db_p.shape[1]
+    e = u.shape[2]
+    At = (A.astype(f32) * LOG2E).T
+    tpc = tiles_per_chunk(s, bsz, length, e, s.bd_bwd)
+    nc = -(-(-(-length // s.T)) // tpc)
+    kw = dict(T=s.T, bd=s.bd_bwd, tiles_per_chunk=tpc, softplus=s.softplus, num_warps=s.num_warps_bwd,
+              num_stages=s.num_stages, interpret=s.interpret)
+    dout = dout.astype(u.dtype)
+    dlast_t = jnp.transpose(dlast.astype(f32), (0, 2, 1))  # [B, N, E]
+    if nc > 1:
+        # Pass 1: every chunk's state gradient at its start from a zero one at its end, and its total decay.
+        zeros = jnp.zeros((bsz, nc, n, e), f32)
+        g_loc, dtsum = K.scan_bwd(u, delta, At, B, C, D, bias, hs, z, dout, zeros, carry_only=True, **kw)
 
-    def reduce_groups(p):  # [B, E/BD, L, N] -> [B, L, G, N]: sum the channel blocks of each group
-        p = p.reshape(bsz, g, nblk // g, length, n).sum(axis=2)
-        return jnp.transpose(p, (0, 2, 1, 3))
+        def step(gn, x):  # gradient at the end of chunk c-1 (= start of chunk c) from that at the end of c
+            gl, ds = x
+            return gl + _exp2_decay(At, ds) * gn, gn
 
-    dB = reduce_groups(db_p).astype(B.dtype)
-    dC = reduce_groups(dc_p).astype(C.dtype)
-    dA = da_p.sum(axis=0).astype(A.dtype)
-    dD = dd_p.sum(axis=0).astype(D.dtype)
-    dbias = dbias_p.sum(axis=0).astype(bias.dtype)
-    return du, ddelta, dA, dB, dC, dD, dbias, dh0.astype(h0.dtype), dz
+        xs = (jnp.moveaxis(g_loc, 1, 0), jnp.moveaxis(dtsum, 1, 0))
+        _, g_ends = jax.lax.scan(step, dlast_t, xs, reverse=True)
+        g_end = jnp.moveaxis(g_ends, 0, 1)  # [B, NC, N, E]
+    else:
+        g_end = dlast_t[:, None]
+    du, ddelta, dz, db, dc, da_p, dd_p, dbias_p, g_start = K.scan_bwd(
+        u, delta, At, B, C, D, bias, hs, z, dout, g_end, carry_only=False, **kw)
+
+    # dL/dh_{-1} = decay_0 * g_0, with decay_0 from the first step's delta.
+    dt0 = delta[:, 0].astype(f32) + bias.astype(f32)
+    if s.softplus:
+        dt0 = K._softplus(dt0)
+    dh0 = _exp2_decay(At, dt0) * g_start[:, 0]  # [B, N, E]
+    dB = db[:, :length].astype(B.dtype)  # [B, L, G, N]
+    dC = dc[:, :length].astype(C.dtype)
+    dA = da_p.sum(axis=(0, 1)).T.astype(A.dtype)
+    dD = dd_p.sum(axis=(0, 1)).astype(D.dtype)
+    dbias = dbias_p.sum(axis=(0, 1)).astype(bias.dtype)
+    return du, ddelta, dA, dB, dC, dD, dbias, jnp.transpose(dh0, (0, 2, 1)).astype(h0.dtype), dz
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)
@@ -118,8 +184,8 @@ def selective_scan(
     Returns:
       out [B, L, E] in u.dtype, and with ``return_last_state`` the fp32 last state [B, E, N]. The state and all
       accumulation are fp32. Gradients flow to every array argument, and the cotangent of the last state is
-      honoured. Memory: neither direction materialises a [B, L, E, N] tensor; the forward saves states every
-      ``block_config.chunk`` steps ([B, L/chunk, E, N] fp32) for the backward pass.
+      honoured. Memory: neither direction materialises a [B, L, E, N] tensor; the forward saves the state at
+      the start of every ``block_config.block_t``-step tile ([B, L/block_t, N, E] fp32) for the backward pass.
     """
     cfg = block_config or BlockConfig()
     if interpret is None:
@@ -147,7 +213,11 @@ def selective_scan(
     s = _Static(
         softplus=bool(delta_softplus),
         bd=_pow2_divisor(e // g, cfg.block_d),
-        chunk=max(1, min(cfg.chunk, length)),
+        bd_bwd=_pow2_divisor(e // g, cfg.block_d_bwd),
+        T=cfg.block_t,
+        chunk=cfg.chunk,
+        min_programs=cfg.min_programs,
+        min_chunk_tiles=cfg.min_chunk_tiles,
         num_warps_fwd=cfg.num_warps_fwd,
         num_warps_bwd=cfg.num_warps_bwd,
         num_stages=cfg.num_stages,

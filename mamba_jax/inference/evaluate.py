@@ -1,7 +1,10 @@
 """Test-set evaluation of a trained checkpoint: per-utterance metrics, a CSV, a summary JSON and plots.
 
 Separation (``evaluate_separation``), per test mixture of ``config.data`` (``separation_dataset``; with
-``data.root`` unset, the embedded synthetic corpus), full length, estimates from ``Separator.separate_batch``:
+``data.root`` unset, the embedded synthetic corpus), full length, estimates from ``Separator.separate_batch``
+with the exact length of each mixture. Each utterance is separated whole by default, as the papers evaluate;
+``chunk_seconds`` switches to overlap-add windows for utterances longer than it. The summary names the setting
+(``segmentation``):
 
 * ``si_snr`` / ``si_snri``: PIT SI-SNR of the estimates and its improvement over the mixture
   (``mamba_jax.metrics.separation.si_snri``);
@@ -150,11 +153,13 @@ def _limit(it, max_utterances: int | None):
 
 def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: str = "test",
                         max_utterances: int | None = None, out_dir: str | pathlib.Path | None = None,
-                        n_plots: int = 3, perceptual: bool = True, progress: bool = True
+                        n_plots: int = 3, perceptual: bool = True, progress: bool = True,
+                        chunk_seconds: float | None = None, hop_seconds: float | None = None
                         ) -> tuple[dict, list[dict]]:
     """Evaluates ``separator`` (a :class:`mamba_jax.inference.Separator`) on ``config.data``'s ``split``.
 
-    Returns ``(summary, rows)``: the means, count and setup, and one dict per utterance; with ``out_dir`` also
+    Utterances are separated whole unless ``chunk_seconds`` is set (then overlap-add windows of that length,
+    ``hop_seconds`` apart, past it), whatever the separator's own ``chunk_seconds``. Returns ``(summary, rows)``: the means, count and setup, and one dict per utterance; with ``out_dir`` also
     writes the CSV, the JSON and ``n_plots`` spectrogram PNGs (see the module docstring).
     """
     from mamba_jax.data.pipeline import separation_dataset
@@ -164,6 +169,9 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
     rate = int(config.data.sample_rate)
     if int(separator.sample_rate) != rate:
         raise ValueError(f"the model runs at {separator.sample_rate} Hz but config.data.sample_rate is {rate} Hz")
+    separator = separator.with_chunking(chunk_seconds, hop_seconds)
+    segmentation = ("whole utterance" if chunk_seconds is None else
+                    f"overlap-add past {chunk_seconds} s (hop {separator.hop / rate:g} s)")
     out_dir = None if out_dir is None else pathlib.Path(out_dir)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,6 +203,7 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
     metric_keys = [k for k in rows[0] if k not in ("utterance", "seconds")]
     summary = dict(task="separation", split=split, utterances=len(rows), sample_rate=rate,
                    model=config.model.name, corpus=config.data.corpus, data_root=config.data.root,
+                   segmentation=segmentation, chunk_seconds=chunk_seconds,
                    seconds=round(time.perf_counter() - t0, 2), **_means(rows, metric_keys))
     _write_outputs(out_dir, rows, summary)
     return summary, rows

@@ -1,26 +1,30 @@
 """Offline separation with any separation model: jitted, length-bucketed, batched, overlap-add for long inputs.
 
-``Separator`` wraps a model (``model(mix [B, T]) -> [B, S, T]``) and its config:
+``Separator`` wraps a model (``model(mix [B, T], lengths [B]) -> [B, S, T]``) and its config:
 
-* **Length buckets.** A signal of ``n <= chunk`` samples is zero-padded on the right to the next multiple of
-  ``bucket_seconds`` (at least the model's ``min_length``), run, and cropped back, so all lengths in one
-  bucket share one compilation (batches are padded to a power of two rows, up to ``batch_size``). The
-  padding is silence after the end of the signal: a causal model's output before its look-ahead of the end
-  is unchanged, a bidirectional model's output changes slightly (its backward scans start in the padding);
-  ``bucket_seconds=None`` compiles each length exactly instead.
+* **Length buckets, exact.** A signal of ``n <= chunk`` samples is zero-padded on the right to the next
+  multiple of ``bucket_seconds`` (at least the model's ``min_length``) and run with its length, so all lengths
+  in one bucket share one compilation (batches are padded to a power of two rows, up to ``batch_size``). Every
+  model makes right padding inert given the lengths (frames from the true length, backward scans starting at
+  the true end, statistics over the valid part), so each signal's output equals one unpadded call on it,
+  whatever the bucket and whatever else is in the batch; ``bucket_seconds=None`` compiles each length exactly
+  instead. A signal shorter than ``min_length`` is the model's call on it followed by silence up to
+  ``min_length``.
 * **Overlap-add.** A signal longer than ``chunk_seconds`` is cut into windows of exactly ``chunk`` samples
   starting every ``hop`` samples (the last one ends at the signal's end, so no window is padded and one
   compilation serves all), separated in batches of ``batch_size`` windows, and joined in order: each window's
   sources are permuted to best match the output so far on the overlap (:func:`align_permutation`, normalised
   correlation, Hungarian assignment), then cross-faded over the overlap with complementary raised-cosine
   ramps. Device memory is that of one batch of windows whatever the length; host memory is the input, the
-  output and one batch (bench/long_separation.py measures it).
+  output and one batch (bench/long_separation.py measures it). ``chunk_seconds=None`` runs every signal whole
+  (what the papers evaluate; device memory then grows with the longest signal).
 * ``separate`` takes a mono waveform at any rate and resamples to the model's rate and back (soxr_hq).
 * ``stream()`` gives chunk-by-chunk separation for the causal SepMamba (mamba_jax/inference/streaming.py).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import pathlib
 import warnings
@@ -34,13 +38,16 @@ from scipy.optimize import linear_sum_assignment
 
 from mamba_jax.data.audio import resample
 from mamba_jax.inference.streaming import SeparationStream, StreamRunner
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Float, Int
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def apply_model(graphdef: nnx.GraphDef, weights: nnx.State, x: Float[Array, "B T"]) -> Float[Array, "B S T"]:
-    """The model's forward pass, jitted once per (model structure, input shape), shared by all Separators."""
-    return nnx.merge(graphdef, weights)(x)
+def apply_model(graphdef: nnx.GraphDef, weights: nnx.State, x: Float[Array, "B T"],
+                lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S T"]:
+    """The model's forward pass on right-padded rows of ``lengths`` samples (None: all of ``T``), jitted once
+    per (model structure, input shape), shared by all Separators."""
+    model = nnx.merge(graphdef, weights)
+    return model(x) if lengths is None else model(x, lengths)
 
 
 def align_permutation(reference: Float[np.ndarray, "S n"], estimate: Float[np.ndarray, "S n"]) -> np.ndarray:
@@ -90,12 +97,12 @@ def join_window(out: Float[np.ndarray, "S T"], y: Float[np.ndarray, "S n"], star
 class Separator:
     """A separation model, jitted, with length buckets, batching, overlap-add and resampling (module docstring).
 
-    Keywords: ``chunk_seconds`` (overlap-add window, default 20 s), ``hop_seconds`` (default 0.8 of the
-    window), ``bucket_seconds`` (default 0.5 s; None: exact lengths), ``batch_size`` (windows or signals per
-    device call, default 4). The model is put in eval mode (dropout off).
+    Keywords: ``chunk_seconds`` (overlap-add window, default 20 s; None: every signal whole), ``hop_seconds``
+    (default 0.8 of the window), ``bucket_seconds`` (default 0.5 s; None: exact lengths), ``batch_size``
+    (windows or signals per device call, default 4). The model is put in eval mode (dropout off).
     """
 
-    def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, *, chunk_seconds: float = 20.0,
+    def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, *, chunk_seconds: float | None = 20.0,
                  hop_seconds: float | None = None, bucket_seconds: float | None = 0.5, batch_size: int = 4):
         if config.get("task") != "separation":
             raise ValueError(f"Separator needs a separation checkpoint; this one is task {config.get('task')!r} "
@@ -107,14 +114,11 @@ class Separator:
         self.sample_rate = int(config.data.sample_rate)
         self.min_length = int(getattr(model, "min_length", 1))
         rate = self.sample_rate
-        self.chunk = int(round(chunk_seconds * rate))
-        self.hop = int(round((0.8 * chunk_seconds if hop_seconds is None else hop_seconds) * rate))
-        if self.chunk < self.min_length:
-            raise ValueError(f"chunk_seconds={chunk_seconds} gives {self.chunk} samples, fewer than the model's "
-                             f"minimum input of {self.min_length}")
-        if not 0 < self.hop < self.chunk:
-            raise ValueError(f"hop_seconds must be in (0, chunk_seconds) so that windows overlap (the overlap aligns "
-                             f"the sources of consecutive windows); got hop {hop_seconds} s, chunk {chunk_seconds} s")
+        self.chunk_seconds = chunk_seconds
+        if chunk_seconds is None:  # whole signals, never overlap-add
+            self.chunk, self.hop = None, None
+        else:
+            self._set_chunk(chunk_seconds, hop_seconds)
         self.bucket = 0 if not bucket_seconds else max(1, int(round(bucket_seconds * rate)))
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -123,6 +127,27 @@ class Separator:
         probe = jax.ShapeDtypeStruct((1, max(self.min_length, 1)), jnp.float32)
         self.num_sources = int(jax.eval_shape(apply_model, self._graphdef, self._weights, probe).shape[1])
         self._stream_runner: StreamRunner | None = None
+
+    def _set_chunk(self, chunk_seconds: float, hop_seconds: float | None) -> None:
+        rate = self.sample_rate
+        self.chunk = int(round(chunk_seconds * rate))
+        self.hop = int(round((0.8 * chunk_seconds if hop_seconds is None else hop_seconds) * rate))
+        if self.chunk < self.min_length:
+            raise ValueError(f"chunk_seconds={chunk_seconds} gives {self.chunk} samples, fewer than the model's "
+                             f"minimum input of {self.min_length}")
+        if not 0 < self.hop < self.chunk:
+            raise ValueError(f"hop_seconds must be in (0, chunk_seconds) so that windows overlap (the overlap aligns "
+                             f"the sources of consecutive windows); got hop {hop_seconds} s, chunk {chunk_seconds} s")
+
+    def with_chunking(self, chunk_seconds: float | None, hop_seconds: float | None = None) -> Separator:
+        """A Separator on the same model and compilations with another overlap-add window (None: whole signals)."""
+        other = copy.copy(self)
+        other.chunk_seconds = chunk_seconds
+        if chunk_seconds is None:
+            other.chunk, other.hop = None, None
+        else:
+            other._set_chunk(chunk_seconds, hop_seconds)
+        return other
 
     @classmethod
     def from_model(cls, model: nnx.Module, config: ml_collections.ConfigDict, **kw) -> Separator:
@@ -143,18 +168,21 @@ class Separator:
         n = max(n, self.min_length)
         return n if not self.bucket else -(-n // self.bucket) * self.bucket
 
-    def _run(self, x: Float[np.ndarray, "b L"]) -> Float[np.ndarray, "b S L"]:
-        """One device call; rows padded to a power of two (at most ``batch_size``) so batch shapes repeat."""
+    def _run(self, x: Float[np.ndarray, "b L"], lengths: list[int]) -> Float[np.ndarray, "b S L"]:
+        """One device call on rows valid up to ``lengths``; rows padded to a power of two (at most
+        ``batch_size``) so batch shapes repeat."""
         b = x.shape[0]
         rows = min(self.batch_size, 1 << (b - 1).bit_length())
         xp = np.zeros((rows, x.shape[1]), np.float32)
         xp[:b] = x
-        return np.asarray(apply_model(self._graphdef, self._weights, jnp.asarray(xp)))[:b]
+        n = np.full(rows, x.shape[1], np.int32)  # filler rows: zeros of the whole length, as before
+        n[:b] = lengths
+        return np.asarray(apply_model(self._graphdef, self._weights, jnp.asarray(xp), jnp.asarray(n)))[:b]
 
     def separate_batch(self, waves: Float[np.ndarray, "B T"], lengths=None) -> Float[np.ndarray, "B S T"]:
         """``[B, T]`` float at the model's rate (row b valid up to ``lengths[b]``, default T) -> ``[B, S, T]``
-        float32, zero beyond each length. Rows of up to ``chunk`` samples run whole (bucketed), longer rows by
-        overlap-add."""
+        float32, zero beyond each length. Rows of up to ``chunk`` samples (all rows when ``chunk_seconds`` is
+        None) run whole, bucketed with their exact lengths; longer rows by overlap-add."""
         x = np.asarray(waves)
         if x.ndim != 2:
             raise ValueError(f"separate_batch expects waveforms of shape [B, T], got shape {x.shape}")
@@ -170,7 +198,7 @@ class Separator:
         out = np.zeros((n_rows, self.num_sources, t), np.float32)
         jobs: dict[int, list[tuple[int, int, int]]] = {}  # compiled length -> [(row, start, samples)]
         for b, n in enumerate(int(v) for v in lengths):
-            if n <= self.chunk:
+            if self.chunk is None or n <= self.chunk:
                 jobs.setdefault(self.padded_length(n), []).append((b, 0, n))
             else:
                 jobs.setdefault(self.chunk, []).extend((b, s, self.chunk) for s in window_starts(n, self.chunk,
@@ -182,7 +210,7 @@ class Separator:
                 xb = np.zeros((len(batch), size), np.float32)
                 for j, (b, s, n) in enumerate(batch):
                     xb[j, :n] = x[b, s:s + n]
-                yb = self._run(xb)
+                yb = self._run(xb, [max(n, self.min_length) for _, _, n in batch])
                 for (b, s, n), y in zip(batch, yb, strict=True):  # in order of start within a row
                     join_window(out[b], y[:, :n], s, prev_end.get(b))
                     prev_end[b] = s + n

@@ -24,8 +24,9 @@ one jitted function per block size (32 or 1 groups), so a stream of 1-sample chu
 ``causal_lookahead``; no extra delay beyond grouping the output in blocks of 8). The first output arrives
 after 106 input samples (the model's ``min_length``). Computation per chunk is not counted in this.
 
-Acceptance: the concatenated ``process`` outputs plus ``flush()`` equal ``model(x)`` on the whole signal
-(tests/inference/test_streaming.py, chunk sizes 1, 7, 97, 1000 and larger than the input).
+Acceptance: the concatenated ``process`` outputs plus ``flush()`` equal ``model(x)`` on the whole signal, and so
+``Separator.separate(x)`` with its default (bucketed, length-exact) settings (tests/inference/test_streaming.py,
+chunk sizes 1, 37, 97, 160 and larger than the input).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ All statistics are biased variances computed in fp32; ``eps`` is added to the va
 * ``ChannelFreqLayerNorm``: TF-GridNet ``LayerNormalization4DCF``: statistics over channels *and*
   frequency for each (batch, frame); affine ``gamma/beta [C, F]`` (torch ``[1, C, 1, F]``).
 * ``PReLU``: torch ``nn.PReLU()`` with a single slope, init 0.25. Key ``weight [1]``.
+
+``GroupNorm1`` takes an optional ``mask`` (``[B, *S]``, True where valid) so that a right-padded batch gets the
+statistics of its valid part only, i.e. those of the unpadded call; the per-position norms need none.
 """
 
 from __future__ import annotations
@@ -18,13 +21,24 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Bool, Float
 
 
 def _normalise(x: jax.Array, axes: tuple[int, ...], eps: float) -> jax.Array:
     xf = x.astype(jnp.float32)
     mean = jnp.mean(xf, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(xf - mean), axis=axes, keepdims=True)
+    return (xf - mean) * jax.lax.rsqrt(var + eps)
+
+
+def _normalise_masked(x: jax.Array, mask: jax.Array, eps: float) -> jax.Array:
+    """``_normalise`` over every non-batch axis, counting only positions where ``mask [B, *S]`` is True."""
+    xf = x.astype(jnp.float32)
+    m = mask.astype(jnp.float32)[..., None]  # [B, *S, 1]
+    axes = tuple(range(1, x.ndim))
+    count = jnp.maximum(jnp.sum(m, axis=axes, keepdims=True) * x.shape[-1], 1.0)
+    mean = jnp.sum(xf * m, axis=axes, keepdims=True) / count
+    var = jnp.sum(jnp.square(xf - mean) * m, axis=axes, keepdims=True) / count
     return (xf - mean) * jax.lax.rsqrt(var + eps)
 
 
@@ -36,9 +50,11 @@ class GroupNorm1(nnx.Module):
         self.weight = nnx.Param(jnp.ones((channels,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
 
-    def __call__(self, x: Float[Array, "B *S C"]) -> Float[Array, "B *S C"]:
-        y = _normalise(x, tuple(range(1, x.ndim)), self.eps) * self.weight[...] + self.bias[...]
-        return y.astype(x.dtype)
+    def __call__(self, x: Float[Array, "B *S C"], mask: Bool[Array, "B *S"] | None = None
+                 ) -> Float[Array, "B *S C"]:
+        """``mask``: statistics over the positions where it is True only (a right-padded batch)."""
+        y = _normalise(x, tuple(range(1, x.ndim)), self.eps) if mask is None else _normalise_masked(x, mask, self.eps)
+        return (y * self.weight[...] + self.bias[...]).astype(x.dtype)
 
 
 class ChannelLayerNorm(nnx.Module):

@@ -20,6 +20,13 @@ What it computes, for ``mix [B, T]`` (8 kHz)::
 intra_mdl / inter_mdl are each one pre-norm BiMamba-v2 block + final RMSNorm (``n_mamba_dp // 2 = 1``),
 independent per layer. Input ``[B, T]`` float, ``T >= 16``; output ``[B, S, T]``.
 
+With ``lengths`` (int32 ``[B]``, samples) row b is a right-padded signal of ``lengths[b]`` samples, computed as
+the unpadded call does: frames ``L_b = (lengths[b] - 16) // 8 + 1``, the input GroupNorm over those frames,
+frames past ``L_b`` zeroed before segmentation (the unpadded call's own zero padding), and the chunks
+``C_b = 2 (floor((L_b + K/2) / K) + 1)`` that the unpadded call makes are the first ``C_b`` chunks here
+(chunk positions do not depend on L): every GroupNorm counts only them and the inter-chunk BiMamba runs
+within them. Samples ``>= lengths[b]`` come out zero.
+
 Size presets ([MT] hparams/WSJ0Mix/dpmamba_*.yaml; computed params, MODELS.md 1.2):
 
 =====  ===  ====  =================  ==========  ========  ==========================
@@ -55,8 +62,9 @@ from mamba_jax.layers.sep_norm import GroupNorm1, PReLU
 from mamba_jax.layers.torch_conv import Conv1d, Conv2d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform
 from mamba_jax.models.mamba_tasnet import Encoder, apply_reinit, decode_sources, make_decoder
+from mamba_jax.ops.padding import as_lengths, conv_lengths, mask_padding, valid_mask
 from mamba_jax.ops.selective_scan import Impl
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Float, Int
 
 TASK = "separation"
 
@@ -134,15 +142,19 @@ class DualComputationBlock(nnx.Module):
         self.intra_norm = GroupNorm1(cfg.n_filters, eps=cfg.gn_eps)
         self.inter_norm = GroupNorm1(cfg.n_filters, eps=cfg.gn_eps)
 
-    def __call__(self, x: Float[Array, "B C K N"]) -> Float[Array, "B C K N"]:
+    def __call__(self, x: Float[Array, "B C K N"], chunks: Int[Array, "B"] | None = None
+                 ) -> Float[Array, "B C K N"]:
+        """``chunks``: valid chunks per row (module docstring); the others never reach the valid ones."""
         b, c, k, n = x.shape
+        mask = None if chunks is None else jnp.broadcast_to(valid_mask(chunks, c)[:, :, None], (b, c, k))
         intra = self.intra_mdl(x.reshape(b * c, k, n)).reshape(b, c, k, n)  # along K
-        intra = self.intra_norm(intra)
+        intra = self.intra_norm(intra, mask)
         if self.skip_around_intra:
             intra = intra + x
         inter = jnp.swapaxes(intra, 1, 2).reshape(b * k, c, n)  # [B*K, C, N], along chunks
-        inter = jnp.swapaxes(self.inter_mdl(inter).reshape(b, k, c, n), 1, 2)  # [B, C, K, N]
-        return self.inter_norm(inter) + intra
+        inter_len = None if chunks is None else jnp.repeat(chunks, k)  # row b*K + j has chunks[b]
+        inter = jnp.swapaxes(self.inter_mdl(inter, inter_len).reshape(b, k, c, n), 1, 2)  # [B, C, K, N]
+        return self.inter_norm(inter, mask) + intra
 
 
 class DualPathMaskNet(nnx.Module):
@@ -160,20 +172,27 @@ class DualPathMaskNet(nnx.Module):
         self.output = nnx.List([Conv1d(n, n, 1, rngs=rngs)])  # keys output.0.* (nn.Sequential(conv, Tanh))
         self.output_gate = nnx.List([Conv1d(n, n, 1, rngs=rngs)])
 
-    def __call__(self, w: Float[Array, "B L N"]) -> Float[Array, "B S L N"]:
+    def __call__(self, w: Float[Array, "B L N"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S L N"]:
+        """``lengths``: valid frames per row (module docstring); masks beyond them are zero."""
         b, l, n = w.shape
         s = self.cfg.num_spks
-        x = self.conv1d(self.norm(w))
-        x, gap = segment(x, self.cfg.chunk_size)  # [B, C, K, N]
+        k = self.cfg.chunk_size
+        if lengths is None:
+            x, chunks = self.conv1d(self.norm(w)), None
+        else:
+            x = mask_padding(self.conv1d(self.norm(w, valid_mask(lengths, l))), lengths)
+            chunks = 2 * ((lengths + k // 2) // k + 1)  # segment() of the unpadded call: C = 2 * C1
+        x, gap = segment(x, k)  # [B, C, K, N]
         for block in self.dual_mdl:
-            x = block(x)
+            x = block(x) if chunks is None else mask_padding(block(x, chunks), chunks)  # padded chunks kept at 0
         x = self.conv2d(self.prelu(x))  # [B, C, K, S*N], source-major channels
         _, c, k, _ = x.shape
         x = jnp.moveaxis(x.reshape(b, c, k, s, n), 3, 1).reshape(b * s, c, k, n)
         x = overlap_add(x, gap)  # [B*S, L, N]
         x = jnp.tanh(self.output[0](x)) * jax.nn.sigmoid(self.output_gate[0](x))
         x = self.end_conv1x1(x)
-        return jax.nn.relu(x.reshape(b, s, l, n))
+        masks = jax.nn.relu(x.reshape(b, s, l, n))
+        return masks if lengths is None else mask_padding(masks, lengths, axis=2)
 
 
 class DPMamba(nnx.Module):
@@ -189,11 +208,15 @@ class DPMamba(nnx.Module):
     def min_length(self) -> int:
         return self.cfg.kernel_size
 
-    def __call__(self, mix: Float[Array, "B T"]) -> Float[Array, "B S T"]:
+    def __call__(self, mix: Float[Array, "B T"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S T"]:
+        """``mix [B, T]`` -> ``[B, S, T]``; ``lengths`` (samples) as in the module docstring."""
         check_waveform(mix, model="DPMamba", min_len=self.min_length, check_finite=self.cfg.check_finite)
+        lengths = as_lengths(lengths, mix.shape[0])
+        ks = self.cfg.kernel_size
+        frames = None if lengths is None else conv_lengths(lengths, ks, ks // 2)
         w = self.encoder(mix)  # [B, L, N]
-        masks = self.masknet(w)  # [B, S, L, N]
-        return decode_sources(self.decoder, w[:, None] * masks, mix.shape[1])
+        masks = self.masknet(w, frames)  # [B, S, L, N]
+        return mask_padding(decode_sources(self.decoder, w[:, None] * masks, mix.shape[1]), lengths, axis=-1)
 
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> DPMamba:

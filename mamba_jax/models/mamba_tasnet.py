@@ -13,7 +13,10 @@ What it computes, for ``mix [B, T]`` (8 kHz)::
     out_s  = ConvTranspose1d(N -> 1, k=16, s=8, no bias)(w * mask_s)   # 8L + 8 <= T samples
     out    = zero-pad on the right to T                                 # [B, S, T]
 
-Input ``[B, T]`` float, ``T >= 16``; output ``[B, S, T]``. BiMamba-v2 shares in/out_proj between the two
+Input ``[B, T]`` float, ``T >= 16``; output ``[B, S, T]``. With ``lengths`` (int32 ``[B]``, samples, each
+``>= 16``) row b is a right-padded signal of ``lengths[b]`` samples: its frames are counted from that length,
+the BiMamba runs within them (``layers.mamba``), masked frames are zeroed before the decoder, and samples
+``>= lengths[b]`` come out zero, so the first ``lengths[b]`` samples equal the unpadded call. BiMamba-v2 shares in/out_proj between the two
 directions and averages them before ``out_proj`` (MODELS.md 0.2).
 
 Size presets ([MT] hparams/WSJ0Mix/mambatasnet_*.yaml; params counted from the PyTorch modules, MODELS.md 1.2):
@@ -56,8 +59,9 @@ from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import ChannelLayerNorm
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
+from mamba_jax.ops.padding import as_lengths, conv_lengths, mask_padding
 from mamba_jax.ops.selective_scan import Impl
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Float, Int
 
 TASK = "separation"
 
@@ -141,10 +145,11 @@ class MaskNet(nnx.Module):
                                     dtype=compute_dtype(cfg.dtype), rngs=rngs)
         self.mask_conv1x1 = SBConv1x1(n, cfg.num_spks * n, rngs=rngs)
 
-    def __call__(self, w: Float[Array, "B L N"]) -> Float[Array, "B L S N"]:
+    def __call__(self, w: Float[Array, "B L N"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B L S N"]:
+        """``lengths``: valid frames per row (outputs beyond them are zero)."""
         b, l, n = w.shape
         y = self.bottleneck_conv1x1(self.layer_norm(w))
-        y = self.mamba_net(y)
+        y = self.mamba_net(y, lengths)
         score = self.mask_conv1x1(y).reshape(b, l, self.num_spks, n)  # [B, L, S, N], source-major channels
         return jax.nn.relu(score)
 
@@ -162,12 +167,15 @@ class MambaTasNet(nnx.Module):
     def min_length(self) -> int:
         return self.cfg.kernel_size
 
-    def __call__(self, mix: Float[Array, "B T"]) -> Float[Array, "B S T"]:
+    def __call__(self, mix: Float[Array, "B T"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S T"]:
+        """``mix [B, T]`` -> ``[B, S, T]``; ``lengths`` (samples) as in the module docstring."""
         check_waveform(mix, model="MambaTasNet", min_len=self.min_length, check_finite=self.cfg.check_finite)
+        lengths = as_lengths(lengths, mix.shape[0])
+        frames = None if lengths is None else conv_lengths(lengths, self.cfg.kernel_size, self.cfg.stride)
         w = self.encoder(mix)  # [B, L, N]
-        masks = self.masknet(w)  # [B, L, S, N]
-        sep = jnp.moveaxis(w[:, :, None, :] * masks, 2, 1)  # [B, S, L, N]
-        return decode_sources(self.decoder, sep, mix.shape[1])
+        masks = self.masknet(w, frames)  # [B, L, S, N]
+        sep = jnp.moveaxis(mask_padding(w[:, :, None, :] * masks, frames), 2, 1)  # [B, S, L, N]
+        return mask_padding(decode_sources(self.decoder, sep, mix.shape[1]), lengths, axis=-1)
 
 
 def mt_reset(model: nnx.Module, rngs: nnx.Rngs) -> None:

@@ -22,6 +22,12 @@ the original training loop crops the references to ``T'``. Here the output is ze
 (:func:`valid_length` gives ``T'`` for callers that want the original cropping). Input ``[B, T]`` float with
 ``T >= 106`` (the deepest level needs one frame); output ``[B, S, T]``.
 
+With ``lengths`` (int32 ``[B]``, samples, each ``>= 106``) row b is a right-padded signal: every level counts its
+frames from that length (``(n - k) // s + 1``), its MambaLayer runs within them (the backward stack reverses
+each row within its length), each transposed-conv output is zeroed past ``(n - 1) s + k`` where the unpadded
+call zero-pads it to the skip (and the signal), and samples ``>= lengths[b]`` come out zero: the first
+``lengths[b]`` samples equal the unpadded call's.
+
 **Look-ahead of the causal variant.** The Mamba stacks are causal, but the convolutions are unpadded
 (a frame at level i sees the next input samples up to its window end) and the transposed convolutions
 spread a frame forwards. Output sample t depends on input samples up to ``t + LOOKAHEAD`` with
@@ -58,8 +64,9 @@ from mamba_jax.layers.mamba import MambaConfig
 from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
+from mamba_jax.ops.padding import as_lengths, conv_lengths, mask_padding, reverse_padded
 from mamba_jax.ops.selective_scan import Impl
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Float, Int
 
 TASK = "separation"
 LEVELS = 3
@@ -127,10 +134,11 @@ class MambaLayer(nnx.Module):
         self.forward_mamba_block = MambaStack(cfg.mamba(dim), cfg.num_blocks, **kw)
         self.backward_mamba_block = None if cfg.causal else MambaStack(cfg.mamba(dim), cfg.num_blocks, **kw)
 
-    def __call__(self, x: Float[Array, "B L D"]) -> Float[Array, "B L D"]:
-        y = self.forward_mamba_block(x)
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B L D"]:
+        """``lengths``: valid frames per row (the backward stack reverses within them; padded outputs are 0)."""
+        y = self.forward_mamba_block(x, lengths)
         if self.backward_mamba_block is not None:
-            y = y + jnp.flip(self.backward_mamba_block(jnp.flip(x, 1)), 1)
+            y = y + reverse_padded(self.backward_mamba_block(reverse_padded(x, lengths), lengths), lengths)
         return y
 
 
@@ -139,8 +147,9 @@ class DownSample(nnx.Module):
         self.conv1d = Conv1d(c_in, c_out, cfg.kernel_size, stride=cfg.stride, rngs=rngs)
         self.mamba_layer = MambaLayer(cfg, c_out, rngs=rngs)
 
-    def __call__(self, x: Float[Array, "B L C"]) -> Float[Array, "B L2 O"]:
-        return self.mamba_layer(jax.nn.relu(self.conv1d(x)))
+    def __call__(self, x: Float[Array, "B L C"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B L2 O"]:
+        """``lengths``: valid output frames per row."""
+        return self.mamba_layer(jax.nn.relu(self.conv1d(x)), lengths)
 
 
 class UpSample(nnx.Module):
@@ -149,11 +158,15 @@ class UpSample(nnx.Module):
         self.conv1d_fusion = Conv1d(c_in, c_out, 1, rngs=rngs)
         self.mamba_layer = MambaLayer(cfg, c_out, rngs=rngs)
 
-    def __call__(self, x: Float[Array, "B L C"], skip: Float[Array, "B L2 O"]) -> Float[Array, "B L2 O"]:
+    def __call__(self, x: Float[Array, "B L C"], skip: Float[Array, "B L2 O"], lengths: Int[Array, "B"] | None = None,
+                 skip_lengths: Int[Array, "B"] | None = None) -> Float[Array, "B L2 O"]:
+        """``lengths`` / ``skip_lengths``: valid frames per row of ``x`` (zero beyond) and of ``skip``."""
         x = jax.nn.relu(self.convT1d(x))  # [B, 2L + 14, O] <= skip length
         x = jnp.pad(x, ((0, 0), (0, skip.shape[1] - x.shape[1]), (0, 0)))
+        if lengths is not None:  # the unpadded call's transposed conv ends at (n - 1) s + k, then zeros
+            x = mask_padding(x, (lengths - 1) * self.convT1d.stride[0] + self.convT1d.kernel_size[0])
         x = jnp.concatenate([skip, x], axis=-1)  # skip first
-        return self.mamba_layer(jax.nn.relu(self.conv1d_fusion(x)))
+        return self.mamba_layer(jax.nn.relu(self.conv1d_fusion(x)), skip_lengths)
 
 
 class SepMamba(nnx.Module):
@@ -171,19 +184,26 @@ class SepMamba(nnx.Module):
     def min_length(self) -> int:
         return min_length(self.cfg)
 
-    def __call__(self, mix: Float[Array, "B T"]) -> Float[Array, "B S T"]:
+    def __call__(self, mix: Float[Array, "B T"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S T"]:
+        """``mix [B, T]`` -> ``[B, S, T]``; ``lengths`` (samples) as in the module docstring."""
         name = "SepMambaCausal" if self.cfg.causal else "SepMamba"
         check_waveform(mix, model=name, min_len=self.min_length, check_finite=self.cfg.check_finite)
+        cfg = self.cfg
+        lengths = as_lengths(lengths, mix.shape[0])
         x = mix[..., None]  # [B, T, 1]
-        skips = []
+        skips, n = [], lengths
         for down in self.down:
-            x = down(x)
-            skips.append(x)
+            n = None if n is None else conv_lengths(n, cfg.kernel_size, cfg.stride)
+            x = down(x, n)
+            skips.append((x, n))
         skips.pop()
         for up in self.up:
-            x = up(x, skips.pop())
-        y = self.decoder(x)  # [B, T', S]
-        return fit_length(jnp.swapaxes(y, 1, 2), mix.shape[1])
+            skip, n_skip = skips.pop()
+            x, n = up(x, skip, n, n_skip), n_skip
+        y = fit_length(jnp.swapaxes(self.decoder(x), 1, 2), mix.shape[1])  # [B, S, T]
+        if lengths is None:
+            return y
+        return mask_padding(y, jnp.minimum((n - 1) * cfg.stride + cfg.kernel_size, lengths), axis=-1)
 
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> SepMamba:

@@ -22,6 +22,12 @@ independent one on the reversed sequence, each returning h + residual, concatena
 needs ``emb_ks`` frames: 448 samples for the WSJ0 config) and non-constant (its std divides the input);
 output ``[B, S, T]``.
 
+With ``lengths`` (int32 ``[B]``, samples) row b is a right-padded signal of ``n = lengths[b]`` samples, computed
+as the unpadded call does: sigma over its ``n`` samples, the STFT reflected at ``n`` with ``L_b = 1 + n // hop``
+frames, frames ``>= L_b`` zeroed wherever the unpadded call has none (before each 3x3 conv and each block), the
+first GroupNorm over valid frames, the inter-frame BiMamba within the valid unfold windows, attention keys
+``>= L_b`` masked, and the iSTFT of the valid frames with their own envelope; samples ``>= n`` come out zero.
+
 Size presets (MODELS.md 4; [SP] configs/*.yml):
 
 ==========  =====  ===  ==  =========  ==========  ==================================
@@ -55,8 +61,9 @@ from mamba_jax.layers.sep_norm import ChannelFreqLayerNorm, ChannelLayerNorm, Gr
 from mamba_jax.layers.stft import istft, n_frames, stft
 from mamba_jax.layers.torch_conv import Conv2d, ConvTranspose1d, ConvTranspose2d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform
+from mamba_jax.ops.padding import as_lengths, mask_padding, reverse_padded, valid_mask
 from mamba_jax.ops.selective_scan import Impl
-from mamba_jax.typing import Array, Float
+from mamba_jax.typing import Array, Float, Int
 
 TASK = "separation"
 
@@ -113,9 +120,10 @@ class BiMambaConcat(nnx.Module):
         self.forward_blocks = MambaStack(cfg.mamba, 1, **kw)
         self.backward_blocks = MambaStack(cfg.mamba, 1, **kw)
 
-    def __call__(self, x: Float[Array, "B L D"]) -> Float[Array, "B L D2"]:
-        y_b = jnp.flip(self.backward_blocks(jnp.flip(x, 1)), 1)
-        return jnp.concatenate([self.forward_blocks(x), y_b], axis=-1)
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B L D2"]:
+        """``lengths``: valid steps per row (the backward stack reverses within them; padded outputs are 0)."""
+        y_b = reverse_padded(self.backward_blocks(reverse_padded(x, lengths), lengths), lengths)
+        return jnp.concatenate([self.forward_blocks(x, lengths), y_b], axis=-1)
 
 
 class ConvAct(nnx.Module):
@@ -158,24 +166,33 @@ class GridNetBlock(nnx.Module):
         self.attn_conv_V = nnx.List([ConvAct(d, d // h, nf, cfg.eps, rngs=rngs) for _ in range(h)])
         self.attn_concat_proj = ConvAct(d, d, nf, cfg.eps, rngs=rngs)
 
-    def _seq(self, x: Float[Array, "B L D"], norm, mamba, linear) -> Float[Array, "B L D"]:
-        """Residual sequence branch: norm -> unfold -> BiMamba -> ConvTranspose1d (back to L)."""
+    def _seq(self, x: Float[Array, "B L D"], norm, mamba, linear, windows: Int[Array, "B"] | None = None
+             ) -> Float[Array, "B L D"]:
+        """Residual sequence branch: norm -> unfold -> BiMamba -> ConvTranspose1d (back to L); ``windows``:
+        valid unfold windows per row (the BiMamba zeroes the others, so they add nothing)."""
         y = unfold(norm(x), self.cfg.emb_ks, self.cfg.emb_hs)  # [B, W, D*ks]
-        return linear(mamba(y)) + x  # [B, L, D]
+        return linear(mamba(y) if windows is None else mamba(y, windows)) + x  # [B, L, D]
 
-    def __call__(self, x: Float[Array, "B T F D"]) -> Float[Array, "B T F D"]:
+    def __call__(self, x: Float[Array, "B T F D"], frames: Int[Array, "B"] | None = None) -> Float[Array, "B T F D"]:
+        """``frames``: valid frames per row (SPMamba docstring); the others stay out of the valid ones."""
         cfg = self.cfg
         b, t0, f0, d = x.shape
         ks, hs = cfg.emb_ks, cfg.emb_hs
         t = math.ceil((t0 - ks) / hs) * hs + ks
         f = math.ceil((f0 - ks) / hs) * hs + ks
+        windows = None
+        if frames is not None:
+            x = mask_padding(x, frames)  # the unpadded call has no frame there (or its zero padding)
+            # the unpadded call pads to t_b = ceil((L_b - ks) / hs) hs + ks frames: (t_b - ks) // hs + 1 windows
+            windows = -(-(frames - ks) // hs) + 1
         x = jnp.pad(x, ((0, 0), (0, t - t0), (0, f - f0), (0, 0)))
         # intra: along frequency, every frame a sequence
         y = self._seq(x.reshape(b * t, f, d), self.intra_norm, self.intra_mamba, self.intra_linear)
         y = y.reshape(b, t, f, d)
         # inter: along time, every frequency a sequence
         z = jnp.swapaxes(y, 1, 2).reshape(b * f, t, d)
-        z = self._seq(z, self.inter_norm, self.inter_mamba, self.inter_linear)
+        z = self._seq(z, self.inter_norm, self.inter_mamba, self.inter_linear,
+                      None if windows is None else jnp.repeat(windows, f))  # row b*F + j: windows[b]
         z = jnp.swapaxes(z.reshape(b, f, t, d), 1, 2)[:, :t0, :f0]  # [B, T, F, D]
         # full-band self-attention over frames, one head per projection set
         heads = []
@@ -184,6 +201,8 @@ class GridNetBlock(nnx.Module):
             k = k_mod(z).reshape(b, t0, -1)
             v = v_mod(z)  # [B, T, F, Dh]
             scores = jnp.einsum("bqe,bke->bqk", q, k) / math.sqrt(q.shape[-1])  # [B, T, T]
+            if frames is not None:  # keys the unpadded call does not have
+                scores = jnp.where(valid_mask(frames, t0)[:, None, :], scores, -jnp.inf)
             attn = jax.nn.softmax(scores, axis=-1)
             heads.append(jnp.einsum("bqk,bke->bqe", attn, v.reshape(b, t0, -1)).reshape(v.shape))
         out = self.attn_concat_proj(jnp.concatenate(heads, axis=-1))  # head-major channels
@@ -205,25 +224,46 @@ class SPMamba(nnx.Module):
         """Smallest T with ``emb_ks`` STFT frames (and more than n_fft/2 samples for the reflect padding)."""
         return max((self.cfg.emb_ks - 1) * self.cfg.hop, self.cfg.n_fft // 2 + 1)
 
-    def __call__(self, mix: Float[Array, "B T"]) -> Float[Array, "B S T"]:
+    def __call__(self, mix: Float[Array, "B T"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S T"]:
+        """``mix [B, T]`` -> ``[B, S, T]``; ``lengths`` (samples) as in the module docstring."""
         cfg = self.cfg
         check_waveform(mix, model="SPMamba", min_len=self.min_length, check_finite=cfg.check_finite)
         b, length = mix.shape
         assert n_frames(length, cfg.hop) >= cfg.emb_ks
-        sigma = jnp.std(mix.astype(jnp.float32), axis=1, ddof=1, keepdims=True)  # [B, 1], torch.std (unbiased)
+        lengths = as_lengths(lengths, b)
+        if lengths is None:
+            sigma = jnp.std(mix.astype(jnp.float32), axis=1, ddof=1, keepdims=True)  # [B, 1], torch.std (unbiased)
+            frames = None
+        else:
+            sigma = _masked_std(mix, lengths)
+            frames = 1 + lengths // cfg.hop
         if cfg.check_finite != "off" and not isinstance(sigma, jax.core.Tracer) and not bool(jnp.all(sigma > 0)):
             raise ValueError("SPMamba: an input waveform is constant (zero std); the model divides by its std")
-        spec = stft(mix / sigma, cfg.n_fft, cfg.hop)  # [B, L, F]
+        spec = stft(mix / sigma, cfg.n_fft, cfg.hop, lengths)  # [B, L, F]
         h = jnp.stack([spec.real, spec.imag], axis=-1)  # [B, L, F, 2]
-        h = self.conv[1](self.conv[0](h))  # [B, L, F, D]
+        if frames is None:
+            h = self.conv[1](self.conv[0](h))  # [B, L, F, D]
+        else:
+            h = self.conv[0](mask_padding(h, frames))
+            h = self.conv[1](h, jnp.broadcast_to(valid_mask(frames, h.shape[1])[:, :, None], h.shape[:3]))
         for block in self.blocks:
-            h = block(h)
-        y = self.deconv(h)  # [B, L, F, 2S], channel = 2 s + (re, im)
+            h = block(h, frames)
+        y = self.deconv(mask_padding(h, frames))  # [B, L, F, 2S], channel = 2 s + (re, im)
         l, f = y.shape[1], y.shape[2]
         y = jnp.moveaxis(y.reshape(b, l, f, cfg.num_spks, 2), 3, 1)  # [B, S, L, F, 2]
         y = jax.lax.complex(y[..., 0], y[..., 1]).reshape(b * cfg.num_spks, l, f)
-        wav = istft(y, cfg.n_fft, cfg.hop, length).reshape(b, cfg.num_spks, length)
+        rows = None if lengths is None else jnp.repeat(lengths, cfg.num_spks)  # row b*S + s: lengths[b]
+        wav = istft(y, cfg.n_fft, cfg.hop, length, rows).reshape(b, cfg.num_spks, length)
         return wav * sigma[:, :, None]
+
+
+def _masked_std(mix: Float[Array, "B T"], lengths: Int[Array, "B"]) -> Float[Array, "B 1"]:
+    """torch.std (unbiased) of each row's first ``lengths[b]`` samples, ``[B, 1]`` fp32."""
+    x = mix.astype(jnp.float32)
+    m = valid_mask(lengths, x.shape[1]).astype(jnp.float32)  # [B, T]
+    n = lengths.astype(jnp.float32)[:, None]
+    mean = jnp.sum(x * m, axis=1, keepdims=True) / n
+    return jnp.sqrt(jnp.sum(jnp.square(x - mean) * m, axis=1, keepdims=True) / (n - 1))
 
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> SPMamba:

@@ -55,3 +55,8 @@ def as_lengths(lengths: Int[Array, "B"] | None, batch: int) -> jax.Array | None:
     if lengths is None:
         return None
     return jnp.broadcast_to(jnp.asarray(lengths, jnp.int32), (batch,))
+
+
+def conv_lengths(lengths: Int[Array, "B"], kernel: int, stride: int = 1, padding: int = 0) -> jax.Array:
+    """Valid output frames of an unpadded-call strided conv: ``(n + 2 padding - kernel) // stride + 1``."""
+    return (jnp.asarray(lengths, jnp.int32) + 2 * padding - kernel) // stride + 1

@@ -21,7 +21,10 @@ Implementations (``impl``):
 * ``"associative"``: the same chunking, with ``lax.associative_scan`` inside each chunk (O(log chunk)
   depth; the form that suits TPUs and wide CPUs).
 * ``"pallas"``: the fused Pallas GPU kernel in ``kernels/selective_scan`` (interpret mode off GPU).
-* ``"auto"``: ``"pallas"`` on GPU, ``"associative"`` on TPU, ``"sequential"`` on CPU.
+* ``"auto"``: on GPU, the fastest of the kernel's block configurations and ``"associative"``, measured once
+  per shape signature on first use and cached (``scan_autotune``: in process, and on disk when
+  ``MAMBA_JAX_SCAN_AUTOTUNE_DIR`` is set; ``MAMBA_JAX_SCAN_AUTO`` pins a candidate); ``"associative"`` on TPU;
+  ``"sequential"`` on CPU.
 """
 
 from __future__ import annotations
@@ -42,15 +45,66 @@ _DEFAULT_CHUNK = {"sequential": 64, "associative": 128}
 
 
 def _resolve_impl(impl: str) -> str:
+    """The implementation for ``impl``; "auto" on GPU stays "auto" (measured per signature, ``_auto_gpu``)."""
     if impl not in IMPLS:
         raise ValueError(f"selective_scan: impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
         # Measured on CPU (BENCHMARKS.md): sequential beats associative 2x forward, 5x forward+backward.
-        return {"gpu": "pallas", "tpu": "associative"}.get(jax.default_backend(), "sequential")
+        return {"gpu": "auto", "tpu": "associative"}.get(jax.default_backend(), "sequential")
     return impl
 
 
-def _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state):
+def _signature(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state) -> str:
+    """Everything the candidates' speed depends on: shapes, dtypes, the optional inputs, device, jax."""
+    opt = lambda x: "-" if x is None else f"{x.dtype}"
+    dev = jax.devices()[0].device_kind
+    return (f"{dev}|jax{jax.__version__}|u{tuple(u.shape)}:{u.dtype}|A{tuple(A.shape)}|B{tuple(B.shape)}:{B.dtype}"
+            f"|D{opt(D)}|z{opt(z)}|bias{opt(delta_bias)}|h0{opt(initial_state)}|sp{int(bool(delta_softplus))}"
+            f"|last{int(bool(return_last_state))}")
+
+
+def _auto_gpu(args: tuple, kwargs: dict):
+    """(impl, block_config) for ``impl="auto"`` on GPU: measured once per signature (see ``scan_autotune``)."""
+    from mamba_jax.ops import scan_autotune
+
+    u, delta, A, B, C, D, z, delta_bias, initial_state = args
+    # Under a data-parallel mesh each device scans B / n rows (see _pallas_data_parallel): measure that.
+    mesh = jax.sharding.get_abstract_mesh()
+    n = 1 if mesh.empty or "data" not in mesh.axis_names else mesh.shape["data"]
+    if n > 1 and u.shape[0] % n == 0:
+        local = lambda x: None if x is None else jax.ShapeDtypeStruct((x.shape[0] // n,) + x.shape[1:], x.dtype)
+        u, delta, B, C, z, initial_state = map(local, (u, delta, B, C, z, initial_state))
+    sig = _signature(u, delta, A, B, C, D, z, delta_bias, kwargs["delta_softplus"], kwargs["return_last_state"],
+                     initial_state)
+
+    def make_call(cand):
+        # Random inputs of the signature (A negative, delta around softplus' range), forward + backward.
+        key = iter(jax.random.split(jax.random.key(0), 16))
+        like = lambda x, scale=1.0: None if x is None else (
+            scale * jax.random.normal(next(key), x.shape, jnp.float32)).astype(x.dtype)
+        xs = [like(u), like(delta, 0.5), -jnp.exp(like(A, 0.5)), like(B), like(C), like(D), like(z),
+              like(delta_bias, 0.3), like(initial_state)]
+        diff = [i for i, x in enumerate(xs) if x is not None]
+
+        def loss(*dx):
+            full = list(xs)
+            for i, x in zip(diff, dx):
+                full[i] = x
+            out = selective_scan(*full[:8], **kwargs, initial_state=full[8], impl=cand.impl,
+                                 _block_config=cand.block_config)
+            out = out[0] if kwargs["return_last_state"] else out
+            return jnp.sum(out.astype(jnp.float32))
+
+        step = jax.jit(jax.grad(loss, argnums=tuple(range(len(diff)))))
+        dx = [xs[i] for i in diff]
+        return lambda: jax.block_until_ready(step(*dx))
+
+    cand = scan_autotune.get_tuner().choose(sig, make_call)
+    return cand.impl, cand.block_config
+
+
+def _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state,
+                          block_config=None):
     """The Pallas kernel, run per device under ``jax.shard_map`` when a mesh with a ``data`` axis is set
     (``jax.set_mesh``, as the trainer does) and the batch divides over it.
 
@@ -64,7 +118,7 @@ def _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, r
 
     def call(u, delta, B, C, z, h0, A, D, bias):
         return pallas_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=delta_softplus,
-                           return_last_state=return_last_state, initial_state=h0)
+                           return_last_state=return_last_state, initial_state=h0, block_config=block_config)
 
     mesh = jax.sharding.get_abstract_mesh()
     n = 1 if mesh.empty or "data" not in mesh.axis_names else mesh.shape["data"]
@@ -180,6 +234,7 @@ def selective_scan(
     *,
     impl: Impl = "auto",
     chunk_size: int | None = None,
+    _block_config=None,
 ) -> Float[Array, "B L E"] | tuple[Float[Array, "B L E"], Float[Array, "B E N"]]:
     """Selective scan with mamba_ssm semantics, channels-last (see the module docstring).
 
@@ -189,9 +244,12 @@ def selective_scan(
     """
     g = _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
     impl = _resolve_impl(impl)
+    if impl == "auto":
+        impl, _block_config = _auto_gpu((u, delta, A, B, C, D, z, delta_bias, initial_state),
+                                        dict(delta_softplus=delta_softplus, return_last_state=return_last_state))
     if impl == "pallas":
         return _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                                     initial_state)
+                                     initial_state, _block_config)
 
     bsz, l, e = u.shape
     n = A.shape[1]

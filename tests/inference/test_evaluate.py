@@ -44,6 +44,7 @@ def test_separation_csv_matches_metrics_and_libraries(sep_checkpoint, tmp_path, 
     rows = _rows(out / "utterances.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert len(rows) == N and summary["utterances"] == N
+    assert summary["segmentation"] == "whole utterance" and summary["chunk_seconds"] is None
     assert (out / "spectrogram_0.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (out / "spectrogram_1.png").exists()
 
@@ -67,6 +68,27 @@ def test_separation_csv_matches_metrics_and_libraries(sep_checkpoint, tmp_path, 
         np.testing.assert_allclose(float(row["stoi"]), want_stoi, rtol=1e-5, atol=1e-6)
     for key in ("si_snri", "sdri", "pesq_nb", "stoi"):
         np.testing.assert_allclose(summary[key], np.mean([float(r[key]) for r in rows]), rtol=1e-9)
+
+
+def test_separation_whole_utterance_by_default(sep_checkpoint):
+    """A Separator built with short overlap-add windows still evaluates each utterance whole, unless the
+    evaluation sets ``chunk_seconds`` (and then says so in the summary)."""
+    from mamba_jax.inference.evaluate import evaluate_separation
+
+    d, config, model = sep_checkpoint
+    windowed = Separator.from_model(model, config, chunk_seconds=0.1, hop_seconds=0.05)
+    batch = next(iter(separation_dataset(config.data, "test", batch_size=1, seed=0, drop_remainder=False)))
+    n = int(batch["lengths"][0])
+    assert n > windowed.chunk  # the windows would apply
+    mix, ref = batch["mix"][0, :n].astype(np.float64), batch["sources"][0, :, :n].astype(np.float64)
+    whole = Separator.from_model(model, config, chunk_seconds=None).separate_batch(batch["mix"][:, :n])[0]
+    kw = dict(max_utterances=1, perceptual=False, progress=False, n_plots=0)
+    summary, rows = evaluate_separation(windowed, config, **kw)
+    assert summary["segmentation"] == "whole utterance"
+    np.testing.assert_allclose(rows[0]["si_snri"], si_snri(whole.astype(np.float64), ref, mix), rtol=1e-6, atol=1e-6)
+    summary, rows_ola = evaluate_separation(windowed, config, chunk_seconds=0.1, hop_seconds=0.05, **kw)
+    assert summary["segmentation"] == "overlap-add past 0.1 s (hop 0.05 s)" and summary["chunk_seconds"] == 0.1
+    assert abs(rows_ola[0]["si_snri"] - rows[0]["si_snri"]) > 1e-4
 
 
 def test_pesq_wideband_and_rejected_signal():

@@ -37,14 +37,30 @@ def _stream(sep, x, sizes):
     return np.concatenate(outs, axis=1)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 97, 1000, 5000])  # 1 sample, primes, and more than the whole input
-def test_stream_equals_offline(causal, chunk):
+@pytest.fixture(scope="module")
+def signal(causal):
+    """0.15 s at 8 kHz, its unpadded offline output, and ``Separator.separate`` with the default settings
+    (0.5 s buckets: the signal is padded to 4000 samples and run with its length)."""
     sep, offline = causal
-    x = np.random.default_rng(0).standard_normal(1203).astype(np.float32) * 0.3  # 0.15 s at 8 kHz
-    want = offline(x)
+    x = np.random.default_rng(0).standard_normal(1203).astype(np.float32) * 0.3
+    default = Separator.from_model(sep.model, sep.config)
+    assert default.padded_length(x.size) == 4000
+    return x, offline(x), default.separate(x, 8000)
+
+
+def test_default_separator_equals_offline(signal):
+    _, want, default = signal
+    np.testing.assert_allclose(default, want, atol=1e-5, rtol=0)  # the causal tail too (issue 16)
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 97, 160, 5000])  # 1 sample, odd sizes, and more than the whole input
+def test_stream_equals_offline(causal, signal, chunk):
+    sep, _ = causal
+    x, want, default = signal
     got = _stream(sep, x, [chunk])
-    assert got.shape == want.shape == (2, 1203)
+    assert got.shape == want.shape == default.shape == (2, 1203)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, default, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("length", [106, 115])  # the minimum, and a tail of 1 sample past a whole group

@@ -79,9 +79,10 @@ class Case:
     dtype: str = "float32"
     opts: tuple[str, ...] = OPTIONAL  # which optional inputs are present
     softplus: bool = True
-    chunk: int = 64  # kernel's saved-state interval (and the pure-JAX chunk_size)
-    block_d: int = 16  # kernel's channels per program (before fitting to E / G)
-    num_warps: int = 1
+    chunk: int = 64  # kernel's time-parallel chunk length (0: automatic), and the pure-JAX chunk_size
+    block_d: int = 32  # kernel's channels per program (before fitting to E / G)
+    num_warps: int = 4
+    block_t: int = 8  # kernel's time tile
 
 
 CASES = [
@@ -93,6 +94,9 @@ CASES = [
     Case("N3-G3", 1, 29, 24, 3, 3, opts=("z", "initial_state"), chunk=8),  # N padded to 4 inside
     Case("bf16", 2, 64, 32, 16, None, dtype="bfloat16", chunk=16),
     Case("bf16-G2-L71", 1, 71, 16, 16, 2, dtype="bfloat16", opts=("z", "D", "delta_bias"), chunk=32),
+    # Time tile 4; chunks of 6 tiles over 13 tiles: the last chunk runs 5 tiles wholly past L.
+    Case("L50-T4-chunk24", 1, 50, 32, 16, None, chunk=24, block_t=4, block_d=16),
+    Case("L40-T16-one-chunk", 2, 40, 32, 16, 2, opts=("z", "D", "initial_state"), chunk=0, block_t=16),
 ]
 
 # Normalised max error: max|x - ref| / max(max|ref|, 1). fp32 accumulates rounding over L steps.
@@ -138,10 +142,11 @@ def call(backend: str, case: Case, x: dict):
     opt = {name: x[name] for name in OPTIONAL if name in x}
     if backend in ("sequential", "associative"):
         # A small chunk keeps the CPU compile of the pure-JAX VJP short.
-        return ops_scan(*args, **opt, **kw, impl=backend, chunk_size=min(case.chunk, 16))
+        return ops_scan(*args, **opt, **kw, impl=backend, chunk_size=min(case.chunk or 16, 16))
     interpret = backend == "pallas-interpret"
     return kernel_scan(*args, **opt, **kw, interpret=interpret, block_config=BlockConfig(
-        block_d=case.block_d, chunk=case.chunk, num_warps_fwd=case.num_warps, num_warps_bwd=2 * case.num_warps))
+        block_d=case.block_d, block_d_bwd=case.block_d // 2, block_t=case.block_t, chunk=case.chunk,
+        num_warps_fwd=case.num_warps, num_warps_bwd=case.num_warps))
 
 
 @functools.lru_cache(maxsize=None)
@@ -328,7 +333,7 @@ def test_shard_map_data_parallel():
 
 
 def _cuda_lowering_text(fn, *args) -> str:
-    """Lowers fn for CUDA on a CPU-only machine (spec/JAX_STACK.md 1.4): runs Pallas -> Triton IR."""
+    """Lowers fn for CUDA on a CPU-only machine (abstract H100 device): runs Pallas -> Triton IR."""
     from jax.sharding import AbstractDevice, AbstractMesh
 
     gpu = AbstractDevice(device_kind="NVIDIA H100", num_cores=None, platform="gpu")
@@ -340,7 +345,7 @@ LOWER_CASES = [
     Case("f32-all", 2, 256, 64, 16, None),
     Case("bf16-G2", 2, 256, 64, 16, 2, dtype="bfloat16", opts=("D",), softplus=False),
     Case("E72-N3-L1", 1, 1, 72, 3, None, opts=("z",)),
-    Case("bd64-w4-N64", 1, 300, 128, 64, None, chunk=32, block_d=64, num_warps=4),
+    Case("bd64-w8-N64-T4", 1, 300, 128, 64, None, chunk=0, block_d=64, num_warps=8, block_t=4),
 ]
 
 
@@ -358,7 +363,11 @@ def test_lowers_for_cuda_forward_and_backward(case):
 
     txt_f = _cuda_lowering_text(fwd, spec)
     txt_b = _cuda_lowering_text(fwd_bwd, spec)
-    assert txt_f.count("__gpu$xla.gpu.triton") == 1
+    # One kernel, or with time chunks a state-only pass first (and likewise in the backward).
+    chunked = "selective_scan_fwd_chunk_states" in txt_f
+    assert chunked == (case.l > (case.chunk or 64))  # automatic chunks (64 steps at least) at B * E/BD < 512
+    assert txt_f.count("__gpu$xla.gpu.triton") == (2 if chunked else 1)
+    assert txt_b.count("__gpu$xla.gpu.triton") == (4 if chunked else 2)
     assert "selective_scan_fwd" in txt_b and "selective_scan_bwd" in txt_b
     # Memory: no tensor in either direction's program has B*L*E*N elements or more.
     if case.l > 1:
@@ -381,3 +390,8 @@ def test_benchmark_script_runs():
     assert {(row["impl"], row["mode"]) for row in blob["rows"]} == {
         (i, m) for i in ("pallas", "sequential") for m in ("fwd", "fwd+bwd")}
     assert all(row["error"] is None and row["ms"] > 0 for row in blob["rows"])
+    # Bytes floors: fwd reads u, delta, z, B, C and writes out; bwd adds 7 [B, L, E] and 2 [B, L, N] arrays in
+    # the input dtype plus fp32 dB, dC (S = 1*16*32, T = 1*16*16, bf16).
+    s, t = 16 * 32, 16 * 16
+    floors = {row["mode"]: row["floor_MB"] * 1e6 for row in blob["rows"]}
+    assert floors == {"fwd": pytest.approx(8 * s + 4 * t), "fwd+bwd": pytest.approx(22 * s + 8 * t + 8 * t)}

@@ -105,6 +105,35 @@ def test_stft_matches_librosa(n_fft, hop, t):
     np.testing.assert_allclose(np.asarray(istft(jnp.asarray(spec), n_fft, hop, t)), x, atol=1e-4)
 
 
+def test_stft_istft_with_lengths_match_librosa_on_unpadded_rows():
+    """Right-padded rows with lengths: frames of row b equal librosa's on its unpadded samples (reflected at its
+    own end), and the iSTFT of those frames equals librosa's with ``length = n``, zero after."""
+    n_fft, hop, t = 64, 16, 301
+    rng = np.random.default_rng(4)
+    lengths = [301, 150, 71]
+    x = rng.standard_normal((3, t)).astype(np.float32)  # the padding holds noise: it must not matter
+    spec = np.asarray(stft(jnp.asarray(x), n_fft, hop, jnp.asarray(lengths)))
+    noisy = spec + rng.standard_normal(spec.shape) + 1j * rng.standard_normal(spec.shape)
+    y = np.asarray(istft(jnp.asarray(noisy.astype(np.complex64)), n_fft, hop, t, jnp.asarray(lengths)))
+    for b, n in enumerate(lengths):
+        ref = librosa.stft(x[b, :n], n_fft=n_fft, hop_length=hop, window="hann", center=True, pad_mode="reflect").T
+        assert ref.shape[0] == 1 + n // hop
+        np.testing.assert_allclose(spec[b, :ref.shape[0]], ref, atol=2e-4 * np.abs(ref).max())
+        yref = librosa.istft(noisy[b, :ref.shape[0]].T, hop_length=hop, window="hann", center=True, length=n)
+        np.testing.assert_allclose(y[b, :n], yref, atol=1e-4 * np.abs(yref).max())
+        assert not y[b, n:].any()
+
+
+def test_group_norm_mask_equals_unpadded_statistics():
+    gn = GroupNorm1(4)
+    gn.weight[...] = jnp.asarray([1.0, 2.0, 0.5, -1.0])
+    x = np.random.default_rng(5).standard_normal((2, 9, 4)).astype(np.float32)
+    mask = np.arange(9)[None, :] < np.array([[9], [5]])
+    got = np.asarray(gn(jnp.asarray(x), jnp.asarray(mask)))
+    np.testing.assert_allclose(got[1, :5], np.asarray(gn(jnp.asarray(x[1:, :5])))[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[0], np.asarray(gn(jnp.asarray(x[:1])))[0], rtol=1e-5, atol=1e-6)
+
+
 def test_segment_overlap_add_matches_speechbrain_layout():
     def seg_ref(x, k):  # x [N, L] (torch layout) -> [N, K, S], gap
         n, l = x.shape
