@@ -19,7 +19,8 @@ and rate slightly (DATA.md section 1: variant as identity, pitch/rate as jitter)
 transcripts use its extended word list and, while some character of the LibriSpeech alphabet (A-Z and
 the apostrophe) is still missing from the training transcripts, favour sentences that hold it, so a
 character tokenizer trained on ``train-clean-100`` has all 31 pieces (3 specials, space, 26 letters,
-apostrophe). The WSJ0 pool keeps the basic word list (its audio is unchanged by this).
+apostrophe). The WSJ0 pool keeps the basic word list and its sentences; its audio differs slightly from
+format 1's all the same, as espeak-ng carries state from one synthesis to the next.
 
 **Speaker split** (differs from real WSJ0 on purpose): train, valid and test speakers are
 disjoint. Real wsj0-2mix ``cv`` reuses the ``tr`` speakers (closed set) and ``tt`` uses
