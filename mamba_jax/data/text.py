@@ -6,9 +6,10 @@ chosen word count, drawn from a ``numpy.random.Generator`` so a corpus build is 
 transcript normalisation is LibriSpeech's: uppercase A-Z, apostrophe and space.
 
 Two word lists: the basic one (the WSJ0 pool's text: the same sentences as before) and the ``extended``
-one of the LibriSpeech transcripts, which adds words with X, Z and apostrophes so that every character of the LibriSpeech alphabet (:data:`ALPHABET`) occurs and a character
-tokenizer trained on the transcripts has all 31 pieces. ``cover`` steers a draw towards characters not yet
-seen (the corpus build passes the characters its training transcripts still lack).
+one of the LibriSpeech transcripts, which adds words with X, Z and apostrophes so that every character of
+the LibriSpeech alphabet (:data:`ALPHABET`) occurs and a character tokenizer trained on the transcripts has
+all 31 pieces. ``cover`` steers a draw towards characters not yet seen (the corpus build passes the
+characters its training transcripts still lack).
 """
 
 from __future__ import annotations
