@@ -27,6 +27,8 @@ def asr_config(*, d_model: int, enc_layers: int, dec_layers: int, heads: int, d_
         d_ffn=d_ffn, vocab_size=vocab, decoder=decoder, n_mels=80, cnn_channels=(64, 32), conv_kernel_size=31,
         dropout=0.1, d_state=16, d_conv=4, expand=2, max_len=2500,
         init="xavier",  # TransformerASR._init_params (A_log included); 'mamba' keeps the Mamba init
+        inert_padding=True,  # padding never changes an output; False: the original's padded batches (docstring
+                             # of mamba_jax/models/conmamba.py)
     ))
     c.loss.name = "ctc_attention"
     c.loss.ctc_weight = 0.3
@@ -61,6 +63,7 @@ def asr_config(*, d_model: int, enc_layers: int, dec_layers: int, heads: int, d_
     ))
     c.recipe = ml_collections.ConfigDict(dict(
         epochs=120, max_batch_seconds=500.0, max_batch_examples=256, avg_checkpoints=10, avg_by="valid_acc",
+        num_buckets=8,  # duration batching: 8 padded shapes (the original's sampler: 60 buckets, any shapes)
     ))
     if arg == "smoke":
         shrink_for_smoke(c)
@@ -79,7 +82,7 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
                         checkpoint_every_steps=2, precision="fp32", eval_batches=1))
     c.optim.update(dict(warmup_steps=2, grad_accum=1))
     c.decoding.update(dict(beam_size=2, test_beam_size=2))
-    c.recipe.update(dict(epochs=1, max_batch_seconds=10.0, max_batch_examples=2))
+    c.recipe.update(dict(epochs=1, max_batch_seconds=10.0, max_batch_examples=2, num_buckets=2))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -7,6 +7,10 @@
 
 Ids 0/1/2 are unk(=blank=pad)/bos/eos in both, as in the recipes' ``blank_index 0, bos 1, eos 2``.
 
+A model's output layer is its tokenizer's vocabulary: ``model.vocab_size`` must equal the tokenizer's piece
+count. ``check_vocab_size`` is that one rule, applied by the trainer (at the start, before any step) and by
+``Transcriber`` alike.
+
     python -m mamba_jax.tokenizer train --transcripts a.txt b.trans.txt --strip-ids \\
         --kind unigram --vocab 5000 --out tokenizers/unigram5000
 
@@ -88,6 +92,16 @@ class Tokenizer:
 
     def id_to_piece(self, i: int) -> str:
         return self.sp.id_to_piece(int(i))
+
+
+def check_vocab_size(tokenizer: Tokenizer, vocab_size: int, *, fix: str = "") -> None:
+    """Raises ``ValueError`` unless ``tokenizer`` has exactly ``vocab_size`` pieces (the model's output size).
+
+    ``fix``: what the caller's user can do about it, appended to the message."""
+    n = tokenizer.vocab_size
+    if n != int(vocab_size):
+        raise ValueError(f"tokenizer {tokenizer.path} has {n} pieces but model.vocab_size={vocab_size} (the "
+                         f"model's output layer must match the tokenizer)" + (f": {fix}" if fix else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

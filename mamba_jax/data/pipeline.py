@@ -18,7 +18,8 @@ elements ``w::W`` and are read round robin, so batches are identical to ``num_wo
 re-import ``__main__``: keep scripts under ``if __name__ == "__main__"``, and ``close()`` iterators.
 
 Batches. Items are zero-padded on the right to the longest in the batch (or to the training
-segment when one is set, so shapes are static) and come with their true lengths.
+segment when one is set, so shapes are static) and come with their true lengths. ASR training with
+``duration`` batching (:mod:`mamba_jax.data.buckets`) yields one fixed shape per length bucket instead.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ import ml_collections
 import numpy as np
 
 from mamba_jax.data import mixing
+from mamba_jax.data.buckets import BucketedAsr, BucketPlan, DurationBatching, plan_buckets
 from mamba_jax.data.config import validate
 from mamba_jax.data.libri import LibriMixSource, LibriSpeechSource
 from mamba_jax.data.wsj0 import SPLIT_DIRS, Wsj0MixSource, Wsj0PoolSource, resolve_wsj0mix_root
 
-__all__ = ["asr_dataset", "collate_asr", "collate_separation", "epoch_permutation",
-           "separation_dataset", "steps_per_epoch"]
+__all__ = ["DurationBatching", "asr_bucket_plan", "asr_dataset", "collate_asr", "collate_separation",
+           "epoch_permutation", "separation_dataset", "steps_per_epoch"]
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_DM_EPOCH = 20000  # SB and SepMamba: 20,000 mixtures per epoch
@@ -298,26 +300,61 @@ def separation_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size
                    functools.partial(collate_separation, pad_to=pad_to, multiple=pad_multiple))
 
 
+def _librispeech(cfg: ml_collections.ConfigDict, split: str) -> LibriSpeechSource:
+    names = {"train": cfg.librispeech_train, "valid": cfg.librispeech_valid,
+             "test": cfg.librispeech_test}[split]
+    return LibriSpeechSource(_root(cfg), names.split(","), sample_rate=cfg.sample_rate,
+                             on_rate_mismatch=cfg.on_rate_mismatch)
+
+
+def _bucket_plan(cfg: ml_collections.ConfigDict, source: LibriSpeechSource,
+                 duration: DurationBatching) -> BucketPlan:
+    return plan_buckets(source.lengths(), source.texts, duration, cfg.sample_rate,
+                        max(mixing.SPEEDS) if cfg.speed_perturb else 100)
+
+
+def asr_bucket_plan(cfg: ml_collections.ConfigDict, duration: DurationBatching) -> BucketPlan:
+    """The training split's length buckets (shapes, batch sizes, batches per epoch) under ``duration``."""
+    return _bucket_plan(cfg, _librispeech(cfg, "train"), duration)
+
+
 def asr_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, seed: int,
                 process_index: int = 0, process_count: int = 1, drop_remainder: bool = True,
                 num_epochs: int | None = None, shuffle: bool | None = None,
-                pad_multiple: int = 1) -> grain.IterDataset:
+                pad_multiple: int = 1, duration: DurationBatching | None = None) -> grain.IterDataset:
     """ASR batches ``{"wave": f32 [B, T], "wave_lengths": i32 [B], "text": str [B], "ids": str [B]}``.
 
     LibriSpeech splits come from ``cfg.librispeech_{train,valid,test}`` (comma-separated folder
     names). Texts are the transcript strings (tokenisation happens in the model code). Speed
     perturbation (train, ``cfg.speed_perturb``) picks one speed in {95, 100, 105}% per utterance.
-    Other arguments as :func:`separation_dataset`.
+    ``duration`` (train only): duration batching in length buckets (:mod:`mamba_jax.data.buckets`);
+    ``batch_size``, ``drop_remainder`` and ``pad_multiple`` are then unused, batches also hold
+    ``text_chars`` (a bound on the bucket's token count), and each process gets its share of
+    every global batch. Other arguments as :func:`separation_dataset`.
     """
     validate(cfg)
     _check_split(split)
     if cfg.corpus != "librispeech":
         raise ValueError(f"asr_dataset needs corpus='librispeech', got {cfg.corpus!r}")
     train = split == "train"
-    names = {"train": cfg.librispeech_train, "valid": cfg.librispeech_valid,
-             "test": cfg.librispeech_test}[split]
-    source = LibriSpeechSource(_root(cfg), names.split(","), sample_rate=cfg.sample_rate,
-                               on_rate_mismatch=cfg.on_rate_mismatch)
+    source = _librispeech(cfg, split)
+    if train and duration is not None:
+        plan = _bucket_plan(cfg, source, duration)
+        if plan.batches_per_epoch == 0:
+            raise ValueError(f"duration batching: no bucket fills one batch ({plan.shapes() or 'none'}); "
+                             "lower max_batch_seconds/num_buckets or use more data")
+        total = sys.maxsize if num_epochs is None else plan.batches_per_epoch * int(num_epochs)
+        ds = grain.MapDataset.range(total).map(
+            BucketedAsr(source, plan, seed, cfg.speed_perturb, process_index, process_count))
+        it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(int(cfg.read_threads), 0),
+                                                  prefetch_buffer_size=4))
+        if cfg.num_workers > 0:
+            from absl import flags
+            if not flags.FLAGS.is_parsed():
+                flags.FLAGS.mark_as_parsed()
+            it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
+                                                             per_worker_buffer_size=2))
+        return it
     shuffle = train if shuffle is None else shuffle
     num_epochs = (None if train else 1) if num_epochs is None else num_epochs
     keep = np.arange(len(source))
@@ -331,10 +368,14 @@ def asr_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, 
 
 
 def steps_per_epoch(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int,
-                    process_count: int = 1, drop_remainder: bool = True) -> int:
-    """Batches per host in one epoch of ``split`` (shard 0, the largest shard)."""
+                    process_count: int = 1, drop_remainder: bool = True,
+                    duration: DurationBatching | None = None) -> int:
+    """Batches per host in one epoch of ``split`` (shard 0, the largest shard); ASR training with
+    ``duration`` batching: the bucket plan's batches per epoch."""
     _check_split(split)
     train = split == "train"
+    if train and duration is not None and cfg.corpus == "librispeech":
+        return asr_bucket_plan(cfg, duration).batches_per_epoch
     if cfg.corpus == "librispeech":
         names = {"train": cfg.librispeech_train, "valid": cfg.librispeech_valid,
                  "test": cfg.librispeech_test}[split]

@@ -15,6 +15,11 @@ Mamba step states for the Mamba decoder, cross-Mamba state after the memory comp
 **full recomputation** of the whole prefix at each step, as the original does. Both give the same
 hypotheses and scores (tests/inference/test_decoding.py); the first does O(1) decoder work per step apart
 from reading the KV cache.
+
+Compilation. The jitted decoder functions take the model's ``GraphDef`` (hashed by value) as their static
+argument, and each utterance's memory and CTC log-probs are padded to a length bucket (16, 24, 32, 48, ...
+frames, ``length_bucket``) with exact masking, so a search over many utterances compiles once per bucket,
+not once per utterance.
 """
 
 from __future__ import annotations
@@ -146,38 +151,56 @@ class Hypothesis(NamedTuple):
     logp: float  # raw accumulated joint log-probability, eos included
 
 
-class _Scorer:
-    """Jitted decoder scoring: incremental (state) or full recompute of the prefix."""
+def length_bucket(n: int, minimum: int = 16) -> int:
+    """The smallest of ``minimum·2^k`` and ``0.75·minimum·2^k`` (16, 24, 32, 48, 64, 96, ...) that is >= ``n``:
+    padding wastes at most a third, and the number of compiled shapes grows with the log of the length."""
+    b = max(int(minimum), 1)
+    while b < n:
+        b *= 2
+    return b * 3 // 4 if b > minimum and b * 3 // 4 >= n else b
 
-    def __init__(self, model: nnx.Module, enc: jax.Array, n: int, max_len: int, incremental: bool):
+
+# The decoder's jitted pieces take the model's GraphDef as a static argument: it hashes by value (the module
+# structure), so every utterance, and every model of the same config, reuses one compiled function per shape.
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _decoder_init(graphdef, params, enc, length, n, max_len):
+    enc = jnp.broadcast_to(enc, (n, *enc.shape[1:]))  # [N, T, D]
+    return nnx.merge(graphdef, params).init_decoder_state(enc, jnp.full((n,), length, jnp.int32), max_len)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decoder_step(graphdef, params, state, beam_idx, tokens, pos):
+    state = jax.tree.map(lambda a: a[beam_idx], state)
+    return nnx.merge(graphdef, params).decode_step(tokens, state, pos)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decoder_full(graphdef, params, prefix, enc, length):
+    n = prefix.shape[0]
+    enc = jnp.broadcast_to(enc, (n, *enc.shape[1:]))  # [N, T, D]
+    return nnx.merge(graphdef, params).decode(prefix, enc, jnp.full((n,), length, jnp.int32))[:, -1]
+
+
+class _Scorer:
+    """Decoder scoring for one utterance: incremental (state) or full recompute of the prefix.
+
+    ``enc [1, Tb, D]`` may be zero-padded past ``length`` frames (masked as cross-attention keys)."""
+
+    def __init__(self, model: nnx.Module, enc: jax.Array, length: int, n: int, max_len: int, incremental: bool):
         self.graphdef, self.params = nnx.split(model)
         self.incremental = incremental
-        self.enc = jnp.broadcast_to(enc, (n, *enc.shape[1:]))
-        self.len = jnp.full((n,), enc.shape[1], jnp.int32)
+        self.enc, self.len = enc, jnp.asarray(length, jnp.int32)
         if incremental:
-            self.state = self._init(self.params, self.enc, self.len, max_len)
-
-    @functools.partial(jax.jit, static_argnums=(0, 4))
-    def _init(self, params, enc, lens, max_len):
-        return nnx.merge(self.graphdef, params).init_decoder_state(enc, lens, max_len)
-
-    @functools.partial(jax.jit, static_argnums=0)
-    def _step(self, params, state, beam_idx, tokens, pos):
-        state = jax.tree.map(lambda a: a[beam_idx], state)
-        return nnx.merge(self.graphdef, params).decode_step(tokens, state, pos)
-
-    @functools.partial(jax.jit, static_argnums=0)
-    def _full(self, params, prefix, enc, lens):
-        return nnx.merge(self.graphdef, params).decode(prefix, enc, lens)[:, -1]
+            self.state = _decoder_init(self.graphdef, self.params, enc, self.len, n, max_len)
 
     def __call__(self, prefix: np.ndarray, beam_idx: np.ndarray) -> jax.Array:
         """Next-token log-probs ``[N, V]`` for ``prefix [N, s+1]`` (bos first), hypotheses reordered by
         ``beam_idx`` since the previous call."""
         if self.incremental:
-            logp, self.state = self._step(self.params, self.state, jnp.asarray(beam_idx),
-                                          jnp.asarray(prefix[:, -1]), jnp.asarray(prefix.shape[1] - 1))
+            logp, self.state = _decoder_step(self.graphdef, self.params, self.state, jnp.asarray(beam_idx),
+                                             jnp.asarray(prefix[:, -1]), jnp.asarray(prefix.shape[1] - 1))
             return logp
-        return self._full(self.params, jnp.asarray(prefix), self.enc, self.len)
+        return _decoder_full(self.graphdef, self.params, jnp.asarray(prefix), self.enc, self.len)
 
 
 @functools.partial(jax.jit, static_argnames=("blank_id", "bos_id", "eos_id", "topk", "w"))
@@ -201,14 +224,32 @@ def _joint_scores(att, x, ctc_st, *, blank_id, bos_id, eos_id, topk, w):
 
 
 def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 T D"], ctc_logprobs: Float[Array, "T V"],
-                      cfg: BeamSearchConfig = BeamSearchConfig(), *, incremental: bool = True) -> list[Hypothesis]:
-    """Joint attention/CTC beam search for one utterance (``enc`` = its valid encoder frames). Returns the
-    finished hypotheses, best first. ``model`` needs ``decode``/``init_decoder_state``/``decode_step``."""
-    n, t_frames = cfg.beam_size, enc.shape[1]
-    max_steps = max(1, int(t_frames * cfg.max_decode_ratio))
-    scorer = _Scorer(model, enc, n, max_steps + 1, incremental)
-    x = jnp.asarray(ctc_logprobs, jnp.float32)
-    ctc_st = ctc_prefix_init(x, n, blank_id=cfg.blank_id, bos_id=cfg.bos_id)
+                      cfg: BeamSearchConfig = BeamSearchConfig(), *, incremental: bool = True,
+                      length: int | None = None, bucket: bool = True) -> list[Hypothesis]:
+    """Joint attention/CTC beam search for one utterance. Returns the finished hypotheses, best first.
+    ``model`` needs ``decode``/``init_decoder_state``/``decode_step``.
+
+    ``enc``/``ctc_logprobs``: the utterance's encoder frames and CTC log-probs; frames past ``length`` (default:
+    all) are padding. ``bucket``: pad both to :func:`length_bucket` frames, so that utterances of many lengths
+    share a few compiled shapes; the padding is exact (padded memory is masked out of the cross-attention, a
+    padded CTC frame is a certain blank, which leaves every prefix probability unchanged; the Mamba decoder's
+    cross-Mamba state is taken at the last valid frame). The Mamba decoder's full recompute scans
+    ``[memory, prefix]`` without a mask (as does its state without ``inert_padding``), so it gets the valid frames
+    only."""
+    n = cfg.beam_size
+    length = int(enc.shape[1] if length is None else length)
+    max_steps = max(1, int(length * cfg.max_decode_ratio))
+    t_pad = length_bucket(length) if bucket else length
+    x = _pad_ctc(ctc_logprobs, length, t_pad, cfg.blank_id)
+    # the Mamba decoder's cross-Mamba scans its memory unmasked in the full recompute (and in the incremental
+    # state without inert padding): it gets the valid frames only
+    mcfg = getattr(model, "cfg", None)
+    unmasked = getattr(mcfg, "decoder", None) == "mamba" and not (incremental and getattr(mcfg, "inert_padding", 0))
+    mem_frames = length if unmasked else t_pad
+    mem = _pad_frames(enc, length, mem_frames)
+    max_len = max(1, int(t_pad * cfg.max_decode_ratio)) + 1 if bucket else max_steps + 1
+    scorer = _Scorer(model, mem, length, n, max_len, incremental)
+    ctc_st = _ctc_init(x, n, blank_id=cfg.blank_id, bos_id=cfg.bos_id)
     prefix = np.full((n, 1), cfg.bos_id, np.int32)
     scores = np.full((n,), NEG_INF)
     scores[0] = 0.0  # one live hypothesis at the start
@@ -216,8 +257,8 @@ def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 T D"], ctc_logprob
     finished: list[Hypothesis] = []
 
     def close(tokens, logp):
-        length = len(tokens) + 1
-        finished.append(Hypothesis(tokens, logp / length if cfg.length_normalization else logp, logp))
+        n_tokens = len(tokens) + 1  # + eos
+        finished.append(Hypothesis(tokens, logp / n_tokens if cfg.length_normalization else logp, logp))
 
     for step in range(max_steps):
         att = scorer(prefix, beam_idx)
@@ -253,10 +294,36 @@ def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 T D"], ctc_logprob
         tokens = np.array(new_tokens + [new_tokens[0]] * pad, np.int32)
         scores = np.array(new_scores + [NEG_INF] * pad)
         kidx = np.array(kpos + [kpos[0]] * pad)
-        ctc_st = CTCPrefixState(r_new[:, rows, kidx], ctc_full[rows, tokens], jnp.asarray(tokens))
+        ctc_st = _advance(r_new, ctc_full, jnp.asarray(rows), jnp.asarray(kidx), jnp.asarray(tokens))
         prefix = np.concatenate([prefix[rows], tokens[:, None]], axis=1)
         beam_idx = rows
     return sorted(finished, key=lambda h: -h.score)
+
+
+def _pad_frames(a: Float[Array, "1 T D"], length: int, frames: int) -> Float[Array, "1 frames D"]:
+    """The first ``length`` frames of ``a``, zero-padded (or cut) to ``frames`` (on the host: no shape-specific
+    device op to compile)."""
+    a = np.asarray(a)[:, :min(length, frames)]
+    return jnp.asarray(np.pad(a, ((0, 0), (0, frames - a.shape[1]), (0, 0))))
+
+
+def _pad_ctc(x: Float[Array, "T V"], length: int, frames: int, blank_id: int) -> Float[Array, "frames V"]:
+    """CTC log-probs of ``length`` valid frames padded to ``frames`` with certain blanks (log 1 for blank, NEG_INF
+    for the rest): ``r^b`` carries the prefix's total through them and ``r^n`` gains nothing, so every prefix and
+    eos score equals the unpadded one."""
+    x = np.asarray(x, np.float32)[:min(length, frames)]
+    pad = np.full((frames - x.shape[0], x.shape[1]), NEG_INF, np.float32)
+    pad[:, blank_id] = 0.0
+    return jnp.asarray(np.concatenate([x, pad]))
+
+
+_ctc_init = jax.jit(ctc_prefix_init, static_argnums=1, static_argnames=("blank_id", "bos_id"))
+
+
+@jax.jit
+def _advance(r_new, ctc_full, rows, kidx, tokens) -> CTCPrefixState:
+    """The CTC prefix state of the surviving hypotheses (row ``rows`` extended by ``tokens``)."""
+    return CTCPrefixState(r_new[:, rows, kidx], ctc_full[rows, tokens], tokens)
 
 
 def beam_search_config_from(decoding_cfg, tokenizer_cfg) -> BeamSearchConfig:
@@ -271,7 +338,9 @@ def beam_search_config_from(decoding_cfg, tokenizer_cfg) -> BeamSearchConfig:
 
 
 @nnx.jit
-def _encode(model, feats, feat_lengths):
+def encode(model: nnx.Module, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"]
+           ) -> tuple[Float[Array, "B L4 D"], Int[Array, "B"], Float[Array, "B L4 V"]]:
+    """Encoder output, its valid lengths and the CTC log-probs (jitted)."""
     enc, enc_len = model.encode(feats, feat_lengths)
     return enc, enc_len, model.ctc_logprobs(enc)
 
@@ -279,10 +348,11 @@ def _encode(model, feats, feat_lengths):
 def decode_batch(model: nnx.Module, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"],
                  cfg: BeamSearchConfig, *, method: str = "joint", incremental: bool = True) -> list[list[int]]:
     """Best token sequence per utterance with ``method`` 'joint' | 'ctc_greedy' | 'ctc_beam'."""
-    enc, enc_len, ctc = _encode(model, feats, feat_lengths)
+    enc, enc_len, ctc = encode(model, feats, feat_lengths)
     if method == "ctc_greedy":
         return ctc_greedy(ctc, enc_len, blank_id=cfg.blank_id)
     out = []
+    enc, ctc = np.asarray(enc), np.asarray(ctc)  # per-utterance slices on the host: no device op per row
     for b, n in enumerate(np.asarray(enc_len)):
         n = int(n)
         if method == "ctc_beam":
@@ -291,7 +361,7 @@ def decode_batch(model: nnx.Module, feats: Float[Array, "B L F"], feat_lengths: 
                                           token_prune_min_logp=cfg.token_prune_min_logp)
             out.append(hyps[0][0] if hyps else [])
         elif method == "joint":
-            hyps = joint_beam_search(model, enc[b:b + 1, :n], ctc[b, :n], cfg, incremental=incremental)
+            hyps = joint_beam_search(model, enc[b:b + 1], ctc[b], cfg, incremental=incremental, length=n)
             out.append(hyps[0].tokens if hyps else [])
         else:
             raise ValueError(f"method must be joint|ctc_greedy|ctc_beam, got {method!r}")

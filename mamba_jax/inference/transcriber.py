@@ -10,9 +10,13 @@ the model's own ``normalize`` with its saved global statistics, evaluation mode)
 search), 'ctc_beam' (CTC prefix beam search) or 'ctc_greedy'; a CTC-only model (``model.decoder == 'none'``)
 accepts the two CTC methods only.
 
-Batching. ``transcribe`` runs one utterance unpadded. ``transcribe_batch`` zero-pads to the longest utterance,
-as SpeechBrain's evaluation does; the bidirectional Mamba encoder does not mask padding (docs/conmamba.md), so a
-padded utterance's result can differ slightly from its unpadded one.
+Batching and compilation. Waveforms are zero-padded on the right to a length bucket (1, 1.5, 2, 3, 4, 6, 8 ...
+seconds: ``decoding.length_bucket``), so a stream of files of any lengths compiles a few shapes, and
+``transcribe_batch`` runs several utterances in one encoder call. A model with ``model.inert_padding`` (the
+default) makes that padding exact: each utterance gets the features, log-probabilities and text of its own
+unpadded call (tests/inference/test_transcriber.py). A model configured with ``inert_padding=False`` (the
+original's padding-dependent encoder) is run unpadded one utterance at a time by ``transcribe``, and
+``transcribe_batch`` pads only to the longest utterance, as SpeechBrain's evaluation does.
 """
 
 from __future__ import annotations
@@ -29,18 +33,18 @@ import numpy as np
 from flax import nnx
 
 from mamba_jax.data.audio import resample, validate_waveform
-from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
+from mamba_jax.inference.decoding import beam_search_config_from, decode_batch, encode, length_bucket
 from mamba_jax.layers.fbank import FbankConfig, fbank, fbank_config_from, num_frames
-from mamba_jax.tokenizer import Tokenizer
+from mamba_jax.tokenizer import Tokenizer, check_vocab_size
 from mamba_jax.typing import Array, Float, Int
 
 METHODS = ("joint", "ctc_beam", "ctc_greedy")
 
 
-@functools.partial(nnx.jit, static_argnums=3)
-def _features(model: nnx.Module, waves: Float[Array, "B T"], lengths: Int[Array, "B"], cfg: FbankConfig
-              ) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
-    feats = fbank(waves, cfg)  # [B, L, F]
+@functools.partial(nnx.jit, static_argnums=(3, 4))
+def _features(model: nnx.Module, waves: Float[Array, "B T"], lengths: Int[Array, "B"], cfg: FbankConfig,
+              inert: bool) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
+    feats = fbank(waves, cfg, lengths if inert else None)  # [B, L, F]
     frames = jnp.minimum(num_frames(lengths, cfg), feats.shape[1]).astype(jnp.int32)
     return model.normalize(feats, frames, train=False), frames
 
@@ -52,9 +56,8 @@ class Transcriber:
         if config.get("task") != "asr":
             raise ValueError(f"Transcriber needs an ASR (ConMamba) checkpoint; this one is task "
                              f"{config.get('task')!r} (model {config.model.get('name')!r}): use Separator")
-        if tokenizer.vocab_size != config.model.vocab_size:
-            raise ValueError(f"tokenizer has {tokenizer.vocab_size} pieces but model.vocab_size="
-                             f"{config.model.vocab_size}: wrong tokenizer for this checkpoint")
+        check_vocab_size(tokenizer, config.model.vocab_size,
+                         fix="wrong tokenizer for this checkpoint (pass the one it was trained with)")
         self.model = model
         self.model.eval()  # dropout off; normalize() does not update statistics outside training
         self.config = config
@@ -65,6 +68,7 @@ class Transcriber:
         method = config.decoding.method
         self.default_method = "ctc_beam" if self.ctc_only and method == "joint" else method
         self.default_beam_size = int(config.decoding.beam_size)
+        self.inert_padding = bool(getattr(getattr(model, "cfg", None), "inert_padding", False))
 
     @classmethod
     def from_checkpoint(cls, path: str | pathlib.Path, *, tokenizer: str | pathlib.Path | None = None,
@@ -93,7 +97,28 @@ class Transcriber:
                  ) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
         """Normalised Fbank features of 16 kHz waves (zero-padded) and their valid frame counts."""
         return _features(self.model, jnp.asarray(waves, jnp.float32), jnp.asarray(lengths, jnp.int32),
-                         self.features_cfg)
+                         self.features_cfg, self.inert_padding)
+
+    def _pad(self, xs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``[B, T]`` zero-padded batch and lengths; T is a length bucket when padding is inert."""
+        t = max(x.size for x in xs)
+        if self.inert_padding:
+            t = length_bucket(t, minimum=self.sample_rate)
+        batch = np.zeros((len(xs), t), np.float32)
+        for b, x in enumerate(xs):
+            batch[b, :x.size] = x
+        return batch, np.array([x.size for x in xs], np.int32)
+
+    def log_probs(self, waves: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+        """CTC log-probabilities ``[L_i, V]`` (float32, valid encoder frames only) of each utterance; one encoder
+        call on the padded batch."""
+        xs = [self._prepare(w, sample_rate, f"log_probs[{b}]") for b, w in enumerate(waves)]
+        if not xs:
+            return []
+        feats, frames = self.features(*self._pad(xs))
+        _, enc_len, ctc = encode(self.model, feats, frames)
+        ctc, enc_len = np.asarray(ctc), np.asarray(enc_len)
+        return [ctc[b, :int(enc_len[b])] for b in range(len(xs))]
 
     def _prepare(self, wave: np.ndarray, sample_rate: int, what: str) -> np.ndarray:
         # The same checks as Separator.separate (int PCM scaled, [T, C]/[C, T] downmixed, rate a whole number).
@@ -130,7 +155,7 @@ class Transcriber:
                    beam_size: int | None = None) -> str:
         """Text of one utterance ``wave [T]`` at ``sample_rate`` (resampled to the model's rate if needed)."""
         x = self._prepare(wave, sample_rate, "transcribe")
-        feats, frames = self.features(x[None], np.array([x.size]))
+        feats, frames = self.features(*self._pad([x]))
         return self.decode_features(feats, frames, method=method, beam_size=beam_size)[0]
 
     def transcribe_batch(self, waves: Sequence[np.ndarray] | np.ndarray, sample_rate: int, *,
@@ -146,9 +171,71 @@ class Transcriber:
         xs = [self._prepare(w, sample_rate, f"transcribe_batch[{b}]") for b, w in enumerate(waves)]
         if not xs:
             return []
-        t = max(x.size for x in xs)
-        batch = np.zeros((len(xs), t), np.float32)
-        for b, x in enumerate(xs):
-            batch[b, :x.size] = x
-        feats, frames = self.features(batch, np.array([x.size for x in xs]))
+        feats, frames = self.features(*self._pad(xs))
         return self.decode_features(feats, frames, method=method, beam_size=beam_size)
+
+    # ---- long recordings -----------------------------------------------------------------------------------
+    def transcribe_long(self, wave: np.ndarray, sample_rate: int, *, chunk_seconds: float = 20.0,
+                        method: str | None = None, beam_size: int | None = None, progress: bool = True) -> str:
+        """Text of a recording of any length: cut into pieces of at most ``chunk_seconds`` at the quietest
+        10 ms within the last quarter of each piece (``split_points``), each piece transcribed on its own
+        (a progress bar on stderr over the pieces), the texts joined with spaces. The model never sees more than
+        ``chunk_seconds`` at once, so memory stays flat; a word cut at a piece boundary can be misrecognised,
+        which the quiet cut point makes rare."""
+        from tqdm.auto import tqdm
+
+        x = self._prepare(wave, sample_rate, "transcribe_long")
+        cuts = split_points(x, self.sample_rate, chunk_seconds)
+        pieces = [x[a:b] for a, b in zip([0] + cuts, cuts + [x.size])]
+        texts = []
+        for piece in tqdm(pieces, desc="transcribe", unit="chunk", disable=not progress or len(pieces) < 2,
+                          leave=False):
+            texts.append(self.transcribe(piece, self.sample_rate, method=method, beam_size=beam_size))
+        return " ".join(t for t in texts if t)
+
+
+def split_points(x: np.ndarray, sample_rate: int, chunk_seconds: float) -> list[int]:
+    """Sample indices that cut ``x`` into pieces of at most ``chunk_seconds``: each cut is the start of the
+    quietest 10 ms frame (least energy) in the last quarter of the piece it ends."""
+    chunk = int(round(chunk_seconds * sample_rate))
+    if chunk < 4 * (sample_rate // 100):
+        raise ValueError(f"chunk_seconds must be at least 0.04 s, got {chunk_seconds}")
+    hop = sample_rate // 100
+    cuts, start = [], 0
+    while x.size - start > chunk:
+        lo, hi = start + chunk - chunk // 4, start + chunk  # search the last quarter
+        frames = (hi - lo) // hop
+        energy = np.square(x[lo:lo + frames * hop].astype(np.float64)).reshape(frames, hop).sum(1)
+        cut = lo + int(np.argmin(energy)) * hop
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+_TRANSCRIBERS: dict[tuple[str, str | None], Transcriber] = {}  # (absolute checkpoint, tokenizer) -> Transcriber
+
+
+def transcribe_file(path: str | pathlib.Path, checkpoint: str | pathlib.Path | Transcriber, *,
+                    method: str | None = None, beam_size: int | None = None, chunk_seconds: float = 20.0,
+                    tokenizer: str | pathlib.Path | None = None, progress: bool = True) -> str:
+    """Text of the audio file ``path`` (any format and rate soundfile reads; stereo averaged, other rates
+    resampled, each with a warning), with the checkpoint under ``checkpoint`` (a training workdir, its
+    ``checkpoints/`` or a step folder; loaded once per process and reused) or a ``Transcriber``. Recordings
+    longer than ``chunk_seconds`` are transcribed in pieces with a progress bar (``Transcriber.transcribe_long``).
+
+        from mamba_jax.inference.transcriber import transcribe_file
+        text = transcribe_file("interview.flac", "runs/conmamba_small")
+    """
+    from mamba_jax.data.audio import audio_info, load_audio
+
+    if isinstance(checkpoint, Transcriber):
+        asr = checkpoint
+    else:
+        key = (str(pathlib.Path(checkpoint).expanduser().absolute()), None if tokenizer is None else str(tokenizer))
+        if key not in _TRANSCRIBERS:
+            _TRANSCRIBERS[key] = Transcriber.from_checkpoint(key[0], tokenizer=tokenizer)
+        asr = _TRANSCRIBERS[key]
+    wave = load_audio(path, None, on_stereo="downmix")
+    rate = audio_info(path)[1]
+    return asr.transcribe_long(wave, rate, chunk_seconds=chunk_seconds, method=method, beam_size=beam_size,
+                               progress=progress)

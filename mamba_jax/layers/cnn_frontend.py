@@ -4,6 +4,11 @@ Each block: Conv2d 3x3 stride 2 with "same" **reflect** padding of 1 on both axe
 (freq, channel) -> LeakyReLU(0.01) -> Dropout. Input ``[B, L, F]`` (F = 80 mels), output ``[B, L', F'·C]``
 flattened with index ``f·C + c`` (640 = 20·32 for 80 mels). ``L' = ceil(ceil(L/2)/2)``.
 
+``lengths`` (valid frames per row, optional) makes right padding inert: the conv's reflect padding at the end
+of a row is taken at the row's true end (input frame ``L`` := frame ``L-2``, the only padded frame a valid
+output reads), so the first ``ceil(L/2)`` outputs equal the unpadded call's whatever the padding holds.
+Without it the padded row is convolved as it is (SpeechBrain on a padded batch).
+
 Weights are kept channels-last: ``conv.kernel [kT, kF, C_in, C_out]``; SpeechBrain's torch weight
 ``[C_out, C_in, kF, kT]`` maps to it by ``transpose(3, 2, 1, 0)``. LayerNorm affine ``weight/bias [F, C]``.
 """
@@ -32,9 +37,16 @@ class ConvBlock2d(nnx.Module):
         self.norm_bias = nnx.Param(jnp.zeros((n_freq_out, out_ch), jnp.float32))
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
-    def __call__(self, x: Float[Array, "B L F C"]) -> Float[Array, "B L2 F2 C2"]:
+    def __call__(self, x: Float[Array, "B L F C"], lengths: Int[Array, "B"] | None = None
+                 ) -> Float[Array, "B L2 F2 C2"]:
         # SB "same" padding with stride > 1: floor(k/2) on each side, reflect mode (get_padding_elem).
         p = self.kernel_size // 2
+        if lengths is not None:  # reflect at each row's true end: frame L+j := frame L-2-j (j < p)
+            t = jnp.arange(x.shape[1])[None, :]  # [1, L]
+            n = lengths[:, None]
+            src = jnp.clip(2 * n - 2 - t, 0, x.shape[1] - 1)  # mirror image of position t about n - 1
+            idx = jnp.where((t >= n) & (t < n + p), src, t)[:, :, None, None]  # [B, L, 1, 1]
+            x = jnp.take_along_axis(x, jnp.broadcast_to(idx, (x.shape[0], x.shape[1], 1, 1)), axis=1)
         x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
         dt = self.dtype or x.dtype
         y = jax.lax.conv_general_dilated(
@@ -62,10 +74,14 @@ class ConvFrontEnd(nnx.Module):
         self.blocks = nnx.List(blocks)
         self.out_dim = f * c_in
 
-    def __call__(self, feats: Float[Array, "B L F"]) -> Float[Array, "B L4 FC"]:
+    def __call__(self, feats: Float[Array, "B L F"], lengths: Int[Array, "B"] | None = None
+                 ) -> Float[Array, "B L4 FC"]:
+        """``lengths``: valid frames per row (padding made inert, see the module docstring) or None."""
         x = feats[..., None]  # [B, L, F, 1]
         for blk in self.blocks:
-            x = blk(x)
+            x = blk(x, lengths)
+            if lengths is not None:
+                lengths = (lengths + 1) // 2
         return x.reshape(*x.shape[:2], -1)  # [B, L', F'·C], index f·C + c
 
     @staticmethod

@@ -83,10 +83,17 @@ def num_frames(num_samples: int | Int[Array, "B"], cfg: FbankConfig):
     return 1 + num_samples // cfg.hop_length
 
 
-def fbank(wav: Float[Array, "B T"], cfg: FbankConfig = FbankConfig()) -> Float[Array, "B L F"]:
-    """Log-mel filterbank in dB, float32 (see the module docstring). The top_db floor uses the whole
-    (padded) row, as SpeechBrain does on a padded batch."""
+def fbank(wav: Float[Array, "B T"], cfg: FbankConfig = FbankConfig(), lengths: Int[Array, "B"] | None = None
+          ) -> Float[Array, "B L F"]:
+    """Log-mel filterbank in dB, float32 (see the module docstring).
+
+    ``lengths`` (samples per row): the first ``num_frames(lengths)`` frames of each row equal the unpadded
+    call's whatever the padding holds (samples past the length are zeroed, the top_db floor is taken over the
+    valid frames). Without it the top_db floor uses the whole padded row, as SpeechBrain does on a padded batch
+    (a frame past the true end still overlaps the last samples, so this can differ)."""
     wav = jnp.asarray(wav, jnp.float32)
+    if lengths is not None:
+        wav = jnp.where(jnp.arange(wav.shape[-1])[None, :] < lengths[:, None], wav, 0.0)
     n_fft, hop = cfg.n_fft, cfg.hop_length
     x = jnp.pad(wav, ((0, 0), (n_fft // 2, n_fft // 2)))  # center=True, constant pad
     n = 1 + wav.shape[-1] // hop
@@ -99,7 +106,9 @@ def fbank(wav: Float[Array, "B T"], cfg: FbankConfig = FbankConfig()) -> Float[A
                      precision=jax.lax.Precision.HIGHEST)  # [B, L, F]
     db = 10.0 * jnp.log10(jnp.maximum(mel, cfg.amin))
     if cfg.top_db is not None:
-        db = jnp.maximum(db, jnp.max(db, axis=(-2, -1), keepdims=True) - cfg.top_db)
+        valid = db if lengths is None else jnp.where(
+            (jnp.arange(n)[None, :] < num_frames(lengths, cfg)[:, None])[..., None], db, -jnp.inf)
+        db = jnp.maximum(db, jnp.max(valid, axis=(-2, -1), keepdims=True) - cfg.top_db)
     return db
 
 

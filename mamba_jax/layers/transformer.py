@@ -25,10 +25,10 @@ from flax import nnx
 
 from mamba_jax.layers.attention import KVCache, MultiheadAttention
 from mamba_jax.layers.init import torch_default
-from mamba_jax.layers.mamba import Mamba, MambaConfig
+from mamba_jax.layers.mamba import Mamba, MambaConfig, MambaState
 from mamba_jax.layers.norm import LayerNorm
-from mamba_jax.ops.selective_scan import Impl
-from mamba_jax.typing import Array, Bool, Float
+from mamba_jax.ops.selective_scan import Impl, selective_scan
+from mamba_jax.typing import Array, Bool, Float, Int
 
 
 def gelu(x):
@@ -145,6 +145,26 @@ class MambaDecoderLayer(nnx.Module):
         return t + self.drop3(self.pos_ffn(self.norm3(t)))
 
 
+def _state_after(m: Mamba, x: Float[Array, "B T D"], lengths: Int[Array, "B"]) -> MambaState:
+    """The state of ``m`` (from zero) after the first ``lengths[b]`` steps of each row of ``x``, padding ignored.
+
+    One scan over the padded batch whose padded steps are identity steps (delta = 0: ``h_t = h_{t-1}``), and
+    the convolution state gathered from the last ``K-1`` valid inputs."""
+    xi, _ = m._split(x)  # [B, T, E]
+    t = x.shape[1]
+    valid = jnp.arange(t)[None, :] < lengths[:, None]  # [B, T]
+    x_conv = jax.nn.silu(m.conv1d(xi))
+    dt, b, c, a, d_skip, dt_bias = m._ssm_params(x_conv, "")
+    delta = jax.nn.softplus(dt.astype(jnp.float32) + dt_bias) * valid[..., None]  # [B, T, E]
+    _, h = selective_scan(x_conv, delta, a, b, c, D=d_skip, delta_softplus=False, return_last_state=True,
+                          impl=m.scan_impl)
+    k1 = m.cfg.d_conv - 1
+    xs = jnp.concatenate([jnp.zeros((x.shape[0], k1, xi.shape[-1]), xi.dtype), xi], axis=1)  # [B, K-1+T, E]
+    idx = lengths[:, None] + jnp.arange(k1)[None, :]  # xs rows of inputs lengths-K+1 .. lengths-1
+    conv = jnp.take_along_axis(xs, idx[..., None], axis=1)  # [B, K-1, E]
+    return MambaState(conv.astype(jnp.float32), h)
+
+
 class MambaDecoder(nnx.Module):
     """Self-Mamba / cross-Mamba decoder ``[B, U, D] x [B, T, D] -> [B, U, D]``. Masks are ignored, as in the
     original (the cross-Mamba scans right-padded memory)."""
@@ -165,13 +185,17 @@ class MambaDecoder(nnx.Module):
 
     def init_state(self, memory: Float[Array, "B T D"], memory_mask: Bool[Array, "B T"] | None, max_len: int
                    ) -> dict[str, Any]:
-        """Self-Mamba: zero state. Cross-Mamba: the state after scanning the memory."""
-        del memory_mask, max_len
+        """Self-Mamba: zero state. Cross-Mamba: the state after scanning the memory; with ``memory_mask``
+        (right padding) the state after each row's last valid frame, as if the memory were unpadded."""
+        del max_len
         b = memory.shape[0]
         self_states, cross_states = [], []
         for layer in self.layers:
             self_states.append(layer.self_mamba.init_state(b))
-            _, st = layer.cross_mamba.call_with_state(memory, layer.cross_mamba.init_state(b))
+            if memory_mask is None:
+                _, st = layer.cross_mamba.call_with_state(memory, layer.cross_mamba.init_state(b))
+            else:
+                st = _state_after(layer.cross_mamba, memory, jnp.sum(memory_mask, axis=1, dtype=jnp.int32))
             cross_states.append(st)
         return dict(self_ssm=self_states, cross_ssm=cross_states)
 

@@ -14,7 +14,7 @@ held by the model so its statistics travel with the weights) ``feats [B, L, 80]`
 
     x   = ConvFrontEnd(feats)                 # [B, L', 640], L' = ceil(ceil(L/2)/2)
     x   = dropout(Linear(640, D)(x))          # custom_src_module
-    x   = ConmambaEncoder(x)                  # no positional encoding, padding mask ignored (docs/conmamba.md)
+    x   = ConmambaEncoder(x)                  # no positional encoding
     ctc = log_softmax(ctc_lin(x))             # [B, L', V]
     t   = Embed(tokens_in)·sqrt(D) + PE       # tokens_in starts with bos
     att = log_softmax(seq_lin(decoder(t, x))) # [B, U, V]
@@ -22,6 +22,18 @@ held by the model so its statistics travel with the weights) ``feats [B, L, 80]`
 ConmambaEncoderLayer (docs/conmamba.md): ``x += ½ FFN1(x)``; ``x += BiMambaV2(norm1(x))``;
 ``x += ConvModule(x)``; ``x = norm2(x + ½ FFN2(x))``; GELU everywhere, LayerNorm eps 1e-5, the encoder's final
 LayerNorm eps 1e-6.
+
+Padding (``ConMambaConfig.inert_padding``). With ``True`` (default) right padding never changes a valid output:
+``encode(feats, feat_lengths)`` gives every row the first ``ceil(ceil(len/2)/2)`` frames that the unpadded
+row would get, whatever the padding holds: the CNN reflects at each row's true end, each BiMambaV2 reverses
+every row within its length (``ops.padding.reverse_padded``), and the convolution module's depthwise conv
+sees zeros past it. The decoders mask padded memory (the Transformer's cross-attention keys; the Mamba
+decoder's search state is taken at the last valid frame). With ``False`` the encoder computes what the original
+computes on a padded batch: xi-j/Mamba-ASR trains on padded batches (SpeechBrain: relative lengths, used for
+the normalisation statistics, the decoder's memory mask and the CTC loss) but its encoder ignores them
+(``conv_mask`` is forced to None, the BiMamba flips the whole padded sequence), so its outputs on a padded row
+depend on the padding. Use ``False`` for exact parity with the original on padded batches (the golden tests)
+or with its batched training; a row without padding is computed identically either way.
 
 Sizes (docs/conmamba.md, "computed" = instantiating the original; reproduced exactly by ``param_count``):
 
@@ -61,6 +73,7 @@ from mamba_jax.layers.norm import LayerNorm
 from mamba_jax.layers.normalization import InputNormalization
 from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.transformer import FeedForward, MambaDecoder, TransformerDecoder, gelu
+from mamba_jax.ops.padding import mask_padding
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
 
@@ -92,6 +105,7 @@ class ConMambaConfig:
     scan_impl: Impl = "auto"
     dtype: str = "fp32"  # matmul compute dtype: 'fp32' | 'bf16' (params, norms, scans, log-softmax stay fp32)
     norm_update_until_epoch: int = 4  # InputNormalization(global): running stats updated while epoch < this
+    inert_padding: bool = True  # padding never changes a valid output; False: the original's padded computation
 
     @property
     def mamba(self) -> MambaConfig:
@@ -114,11 +128,13 @@ class ConvolutionModule(nnx.Module):
                                        rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
-    def __call__(self, x: Float[Array, "B L D"]) -> Float[Array, "B L D"]:
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B L D"]:
+        """``lengths``: the depthwise conv sees zeros past each row's length (its own zero padding), so the valid
+        outputs equal the unpadded call's; None: the padded row is convolved as it is (the original)."""
         h = self.bottleneck(self.layer_norm(x))  # [B, L, 2D]
         d = x.shape[-1]
         h = h[..., :d] * jax.nn.sigmoid(h[..., d:])  # GLU over channels
-        h = self.conv(h)
+        h = self.conv(mask_padding(h, lengths))
         return self.dropout(self.after_linear(gelu(self.after_norm(h))))
 
 
@@ -145,10 +161,11 @@ class ConmambaEncoderLayer(nnx.Module):
         self.norm1 = LayerNorm(d)
         self.norm2 = LayerNorm(d)
 
-    def __call__(self, x: Float[Array, "B L D"]) -> Float[Array, "B L D"]:
+    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B L D"]:
+        """``lengths``: valid frames per row, padding made inert (None: the original's padded computation)."""
         x = x + 0.5 * self.ffn_module1(x)
-        x = x + self.mamba(self.norm1(x))  # no dropout on this branch
-        x = x + self.convolution_module(x)
+        x = x + self.mamba(self.norm1(x), lengths)  # no dropout on this branch
+        x = x + self.convolution_module(x, lengths)
         return self.norm2(x + 0.5 * self.ffn_module2(x))
 
 
@@ -199,12 +216,15 @@ class ConMambaASR(nnx.Module):
     # ---- encoder --------------------------------------------------------------------------------------------
     def encode(self, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"]
                ) -> tuple[Float[Array, "B L4 D"], Int[Array, "B"]]:
-        """Encoder output (memory) and its valid lengths ``ceil(ceil(len/2)/2)``."""
-        x = self.CNN(feats)
+        """Encoder output (memory) and its valid lengths ``ceil(ceil(len/2)/2)``. With ``cfg.inert_padding`` the
+        valid frames of each row do not depend on its padding (module docstring)."""
+        inert = self.cfg.inert_padding
+        enc_lengths = ConvFrontEnd.output_lengths(feat_lengths, len(self.cfg.cnn_channels))
+        x = self.CNN(feats, feat_lengths if inert else None)
         x = self.src_dropout(self.custom_src_module(x))
         for layer in self.encoder_layers:
-            x = layer(x)
-        return self.encoder_norm(x), ConvFrontEnd.output_lengths(feat_lengths, len(self.cfg.cnn_channels))
+            x = layer(x, enc_lengths if inert else None)
+        return self.encoder_norm(x), enc_lengths
 
     def ctc_logprobs(self, enc: Float[Array, "B L D"]) -> Float[Array, "B L V"]:
         return jax.nn.log_softmax(self.ctc_lin(enc).astype(jnp.float32), axis=-1)
@@ -227,8 +247,11 @@ class ConMambaASR(nnx.Module):
 
     def init_decoder_state(self, enc: Float[Array, "B T D"], enc_lengths: Int[Array, "B"] | None, max_len: int
                            ) -> dict[str, Any]:
-        """Incremental decoder state: KV caches (Transformer) or Mamba step states (cross-Mamba after memory)."""
+        """Incremental decoder state: KV caches (Transformer) or Mamba step states (cross-Mamba after memory: at
+        each row's last valid frame with ``cfg.inert_padding``, after the padded memory as the original without)."""
         mem_mask = None if enc_lengths is None else jnp.arange(enc.shape[1])[None] < enc_lengths[:, None]
+        if self.cfg.decoder == "mamba" and not self.cfg.inert_padding:
+            mem_mask = None  # the original's cross-Mamba scans the padded memory
         return self.decoder.init_state(enc, mem_mask, max_len)
 
     def decode_step(self, token: Int[Array, "B"], state: dict[str, Any], pos: jax.Array

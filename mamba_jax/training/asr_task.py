@@ -25,10 +25,11 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mamba_jax.data import pipeline
+from mamba_jax.data.buckets import duration_batching_from
 from mamba_jax.data.libri import LibriSpeechSource
 from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
 from mamba_jax.layers.specaugment import SpecAugmentConfig, spec_augment
-from mamba_jax.tokenizer import Tokenizer, train_tokenizer
+from mamba_jax.tokenizer import Tokenizer, check_vocab_size, train_tokenizer
 from mamba_jax.training.asr_losses import asr_loss, make_decoder_io
 
 TOKEN_MULTIPLE = 32  # token rows padded to a multiple of this (fewer distinct shapes to compile)
@@ -56,8 +57,9 @@ def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) -
 
             multihost_utils.sync_global_devices("mamba_jax tokenizer")
         tok = Tokenizer(str(path))
-    if tok.vocab_size > config.model.vocab_size:
-        raise ValueError(f"tokenizer has {tok.vocab_size} pieces but model.vocab_size={config.model.vocab_size}")
+    check_vocab_size(tok, config.model.vocab_size, fix=(
+        f"set --config.model.vocab_size={tok.vocab_size}" if tc.model_dir else
+        f"set --config.model.vocab_size={tok.vocab_size}, or delete {workdir / 'tokenizer'} to train a new one"))
     return tok
 
 
@@ -72,7 +74,8 @@ class _Tokenize(grain.transforms.Map):
         if self._tok is None:
             self._tok = Tokenizer(self.tokenizer_path)
         ids = [self._tok.encode(str(t)) for t in batch["text"]]
-        u = max(TOKEN_MULTIPLE, -(-max(len(x) for x in ids) // TOKEN_MULTIPLE) * TOKEN_MULTIPLE)
+        u = max(max(len(x) for x in ids), int(batch.get("text_chars", 0)))  # duration buckets: fixed per bucket
+        u = max(TOKEN_MULTIPLE, -(-u // TOKEN_MULTIPLE) * TOKEN_MULTIPLE)
         tokens = np.zeros((len(ids), u), np.int32)
         for b, x in enumerate(ids):
             tokens[b, :len(x)] = x
@@ -93,20 +96,23 @@ class AsrTask:
         self.augment_cfg = SpecAugmentConfig.from_config(config.augment) if "augment" in config else None
         self.pad_multiple = int(config.train.get("eval_pad_multiple", 4000))
         self._steps_per_epoch = None
+        self.duration = duration_batching_from(config, jax.device_count())  # recipe.max_batch_seconds
 
     def dataset(self, split: str, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
                 **kw):
         ds = pipeline.asr_dataset(self.config.data, split, batch_size=batch_size, seed=seed,
                                   process_index=process_index, process_count=process_count,
-                                  pad_multiple=self.pad_multiple, **kw)
+                                  pad_multiple=self.pad_multiple,
+                                  duration=self.duration if split == "train" else None, **kw)
         if self._steps_per_epoch is None and split == "train":
             self._steps_per_epoch = max(1, pipeline.steps_per_epoch(
-                self.config.data, "train", batch_size=batch_size, process_count=process_count))
+                self.config.data, "train", batch_size=batch_size, process_count=process_count,
+                duration=self.duration))
         return ds.map(_Tokenize(str(self.tokenizer.path), keep_text=split != "train"))
 
     def features(self, model, wave: jax.Array, wave_lengths: jax.Array, *, train: bool, rng=None):
         """Normalised (and, in training, augmented) Fbank features and their valid frame counts."""
-        feats = fbank(wave, self.fbank_cfg)
+        feats = fbank(wave, self.fbank_cfg, wave_lengths if model.cfg.inert_padding else None)
         lengths = jnp.minimum(num_frames(wave_lengths, self.fbank_cfg), feats.shape[1]).astype(jnp.int32)
         spe = self._steps_per_epoch or 1
         epoch = model.normalizer.count[...] // spe

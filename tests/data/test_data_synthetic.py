@@ -48,6 +48,8 @@ def test_tree_in_real_layouts(tiny_corpus):
     assert not (speakers[0] & speakers[1] or speakers[0] & speakers[2])
     for text in libri["dev-clean"].texts:
         assert text == text.upper() and set(text) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ")
+    # every character of the LibriSpeech alphabet is in the training text: a char tokenizer has 31 pieces
+    assert set("".join(libri["train-clean-100"].texts)) == set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ")
     lens = libri["train-clean-100"].lengths() / 16000
     assert lens.min() >= 0.9 and lens.max() <= TINY_SPEC.max_seconds + 1e-6
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mamba_jax.data.text import make_sentence
+from mamba_jax.data.text import ALPHABET, make_sentence
 from mamba_jax.models import build_model
 from mamba_jax.tokenizer import train_tokenizer
 from mamba_jax.training.checkpoint import save_params
@@ -25,10 +25,13 @@ def speechlike(seconds: float, seed: int, rate: int) -> np.ndarray:
 
 
 def transcripts(n: int = 300) -> list[str]:
-    """Synthetic sentences plus a pangram with an apostrophe (so a char tokenizer gets all 31 pieces)."""
+    """Synthetic sentences as the synthetic LibriSpeech writes them (extended words, the alphabet covered)."""
     rng = np.random.default_rng(0)
-    return [make_sentence(rng, int(rng.integers(4, 12))) for _ in range(n)] + [
-        "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG'S BACK"]
+    out, missing = [], set(ALPHABET)
+    for _ in range(n):
+        out.append(make_sentence(rng, int(rng.integers(4, 12)), extended=True, cover=missing))
+        missing -= set(out[-1])
+    return out
 
 
 def save_smoke_checkpoint(workdir: pathlib.Path, config, seed: int, *, tokenizer_kind: str | None = None):

@@ -103,3 +103,66 @@ def test_ctc_prefix_beam_search_finds_best_prefix():
     assert tuple(hyps[0][0]) == best and hyps[0][1] == pytest.approx(totals[best], abs=1e-9)
     assert ctc_greedy(jnp.asarray(x[None]), jnp.array([t]))[0] == list(
         _collapse(tuple(np.argmax(x, -1))))
+
+
+def _utterance(seed: int, t: int, d: int = 32, v: int = 12):
+    """Encoder frames and peaked CTC log-probs of a fake utterance (numpy: no device op to compile here)."""
+    rng = np.random.default_rng(seed)
+    logits = 3.0 * rng.standard_normal((t, v)).astype(np.float32)
+    ctc = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return rng.standard_normal((1, t, d)).astype(np.float32), ctc
+
+
+def test_bucketed_search_equals_unpadded(tiny_model):
+    """Padding the memory and the CTC frames to the length bucket changes no hypothesis or score."""
+    cfg = BeamSearchConfig(beam_size=3, ctc_weight=0.4, max_decode_ratio=0.4)
+    for t in (21,):  # bucket 24
+        enc, ctc = _utterance(t, t)
+        ref = joint_beam_search(tiny_model, jnp.asarray(enc), jnp.asarray(ctc), cfg, bucket=False)
+        got = joint_beam_search(tiny_model, jnp.asarray(enc), jnp.asarray(ctc), cfg, bucket=True)
+        assert [h.tokens for h in got] == [h.tokens for h in ref] and len(ref) > 0
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in ref], rtol=1e-5, atol=1e-5)
+
+
+def test_padded_memory_decoder_state(tiny_model):
+    """init_decoder_state on right-padded memory with lengths == on each row's unpadded memory."""
+    enc = jax.random.normal(jax.random.key(2), (2, 13, 32))
+    lengths = jnp.array([13, 6])
+    toks = jnp.array([[1, 5, 7], [1, 4, 9]])
+    st = tiny_model.init_decoder_state(enc.at[1, 6:].set(7.0), lengths, 4)  # padding holds garbage
+    for b in range(2):
+        n = int(lengths[b])
+        ref_st = tiny_model.init_decoder_state(enc[b:b + 1, :n], jnp.array([n]), 4)
+        row = jax.tree.map(lambda a, b=b: a[b:b + 1], st)
+        for pos in range(toks.shape[1]):
+            lp, row = tiny_model.decode_step(toks[b:b + 1, pos], row, jnp.asarray(pos))
+            ref, ref_st = tiny_model.decode_step(toks[b:b + 1, pos], ref_st, jnp.asarray(pos))
+            np.testing.assert_allclose(lp, ref, atol=1e-5)
+
+
+def test_beam_search_compiles_a_bounded_number_of_times(tiny_model):
+    """Ten utterances of ten lengths in one bucket: everything compiles for the first, nothing after (the
+    search used to compile anew for every utterance: a new scorer object as a static argument)."""
+    from jax._src import monitoring
+
+    compiles = []
+
+    def listen(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    cfg = BeamSearchConfig(beam_size=2, ctc_weight=0.4, max_decode_ratio=0.25)
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        jax.jit(lambda x: x * 3.0)(np.ones(7))  # the listener sees compilations
+        assert len(compiles) == 1
+        per_utt = []
+        for i, t in enumerate(range(33, 43)):  # bucket 48
+            enc, ctc = _utterance(100 + i, t)
+            before = len(compiles)
+            joint_beam_search(tiny_model, enc, ctc, cfg)  # numpy in: no per-length device op here
+            per_utt.append(len(compiles) - before)
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    print(f"compilations per utterance ({tiny_model.cfg.decoder} decoder): {per_utt}")
+    assert per_utt[1:] == [0] * 9, per_utt

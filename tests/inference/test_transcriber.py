@@ -88,16 +88,24 @@ def test_resampling_notice_and_result(s2s):
         assert got == asr.transcribe(wave16, RATE, method="ctc_greedy")
 
 
-@pytest.mark.slow  # two more compilations (batch of 2)
-def test_transcribe_batch_padded(s2s):
+def test_batch_log_probs_equal_single_calls(s2s):
+    """Issue 16: a bucketed batch of three lengths gives each utterance the CTC log-probabilities and the text
+    of its own unpadded call (independent path: unpadded fbank, NumPy normalisation, the model's encoder)."""
     d, config, _ = s2s
     asr = Transcriber.from_checkpoint(d)
-    waves = [_wave(1.2, seed=3), _wave(0.7, seed=4)]
-    _, ref, _ = _reference(config, d, waves, "ctc_greedy")
-    got = asr.transcribe_batch(waves, RATE, method="ctc_greedy")
-    assert got == ref and len(got) == 2
-    padded = np.stack([waves[0], np.pad(waves[1], (0, waves[0].size - waves[1].size))])
-    assert asr.transcribe_batch(padded, RATE, lengths=[w.size for w in waves], method="ctc_greedy") == ref
+    waves = [_wave(0.55, seed=5), _wave(1.3, seed=6), _wave(0.8, seed=7)]
+    got = asr.log_probs(waves, RATE)
+    model = _loaded(str(d))
+    for w, g in zip(waves, got):
+        norm, _, _ = _reference(config, d, [w], "ctc_greedy")
+        enc, enc_len = model.encode(jnp.asarray(norm), jnp.asarray([norm.shape[1]]))
+        ref = np.asarray(model.ctc_logprobs(enc))[0]
+        assert g.shape == ref.shape and int(enc_len[0]) == ref.shape[0]
+        np.testing.assert_allclose(g, ref, atol=1e-4, rtol=1e-4)
+    texts = asr.transcribe_batch(waves, RATE, method="ctc_greedy")
+    assert texts == [_reference(config, d, [w], "ctc_greedy")[1][0] for w in waves]
+    padded = np.stack([np.pad(w, (0, waves[1].size - w.size)) for w in waves])
+    assert asr.transcribe_batch(padded, RATE, lengths=[w.size for w in waves], method="ctc_greedy") == texts
 
 
 @pytest.mark.slow  # builds a second model (~10 s CPU of eager init)
@@ -127,5 +135,5 @@ def test_bad_inputs(s2s, tmp_path):
         shutil.copytree(d / "checkpoints", tmp_path / "checkpoints")
         Transcriber.from_checkpoint(tmp_path)
     small = train_tokenizer(transcripts(), str(tmp_path / "tok20"), kind="unigram", vocab_size=35)
-    with pytest.raises(ValueError, match="tokenizer has 35 pieces"):
+    with pytest.raises(ValueError, match="has 35 pieces but model.vocab_size=40"):
         Transcriber.from_model(model, config, small)

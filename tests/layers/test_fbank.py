@@ -68,3 +68,26 @@ def test_fbank_batch_is_per_utterance():
     out = np.asarray(fbank(np.stack([a, b])))
     np.testing.assert_allclose(out[0], np.asarray(fbank(a[None]))[0], atol=1e-4)
     np.testing.assert_allclose(out[1], np.asarray(fbank(b[None]))[0], atol=1e-4)
+
+
+def test_fbank_lengths_make_padding_inert():
+    """With lengths, each row's valid frames equal the unpadded call's, whatever the padding holds; a loud end
+    (a frame past the true end still overlaps it) would move the top_db floor of the padded row otherwise."""
+    cfg = FbankConfig(n_fft=512, win_length_ms=25.0)
+    a = vowel_like(0.8, seed=3)
+    b = 0.05 * vowel_like(1.0, seed=4)
+    b[-40:] = 0.9 * np.sign(np.sin(np.arange(40)))  # a loud click in the last 40 samples
+    n = [a.size, b.size - 7]  # b's length is not a multiple of the hop
+    batch = np.full((2, 20000), 0.5, np.float32)  # padding of garbage, not zeros
+    batch[0, :n[0]], batch[1, :n[1]] = a, b[:n[1]]
+    out = np.asarray(fbank(batch, cfg, np.array(n)))
+    for row, x in enumerate((a, b[:n[1]])):
+        ref = numpy_sb_fbank(x, 512, cfg.win_length)  # the independent reference on the unpadded row
+        k = num_frames(x.size, cfg)
+        assert ref.shape[0] == k
+        np.testing.assert_allclose(out[row, :k], np.asarray(fbank(x[None], cfg))[0], atol=1e-4)
+        assert np.abs(out[row, :k] - ref).mean() < 0.01
+    zero_padded = batch.copy()
+    zero_padded[1, n[1]:] = 0.0
+    k = num_frames(n[1], cfg)
+    assert np.abs(np.asarray(fbank(zero_padded, cfg))[1, :k] - out[1, :k]).max() > 1.0  # SB's floor moved
