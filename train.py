@@ -11,6 +11,7 @@ JAX_PROCESS_ID (see mamba_jax/training/distributed.py).
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from absl import app, flags
@@ -37,6 +38,11 @@ def main(argv: list[str]) -> None:
         print(e, file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
     except (NonFiniteLossError, CheckpointSaveError, ConfigMismatchError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     import jax

@@ -7,8 +7,9 @@ with the highest validation score (``metrics["score"]``, higher is better).
 
 A save that fails in the background (e.g. no space left on device) surfaces at the next ``poll()`` (a
 host-side check the loop makes every step) as ``CheckpointSaveError`` with a one-line message; the failed
-step's temporary folder is removed and older steps are untouched. Orbax's own error logs for it (hundreds of
-lines of asynchronous tracebacks) are filtered out while a ``Checkpointer`` is open.
+step's temporary folder is removed and older steps are untouched. Orbax's own error logs for it and the
+"Event loop is closed" errors of its abandoned writes (hundreds of lines of asynchronous tracebacks) are
+filtered out while a ``Checkpointer`` is open.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import pathlib
 import re
 import shutil
+import sys
 
 import grain
 import jax
@@ -53,6 +55,18 @@ class _DropOrbaxErrors(logging.Filter):
         return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
 
 
+def _drop_closed_loop_errors(previous):
+    """An ``sys.unraisablehook`` that drops the "Event loop is closed" errors tensorstore's write callbacks
+    raise after orbax abandoned a failed save (hundreds of tracebacks on disk full), passing others on."""
+
+    def hook(unraisable):
+        v = unraisable.exc_value
+        if not (isinstance(v, RuntimeError) and str(v) == "Event loop is closed"):
+            previous(unraisable)
+
+    return hook
+
+
 class Checkpointer:
     def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int, keep_best: int):
         policies = [cm.LatestN(n=max_to_keep)]
@@ -68,6 +82,8 @@ class Checkpointer:
         self._failed = False
         self._filter = _DropOrbaxErrors()
         logging.getLogger("absl").addFilter(self._filter)
+        self._previous_hook = sys.unraisablehook
+        sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -147,6 +163,8 @@ class Checkpointer:
                 if not self._failed:
                     raise
             logging.getLogger("absl").removeFilter(self._filter)
+            if not self._failed:  # after a failed save, late callbacks of its abandoned writes may still come
+                sys.unraisablehook = self._previous_hook
 
 
 def abstract_with_sharding(tree, sharding) -> object:

@@ -32,6 +32,7 @@ Resume order (what makes a resumed run bit-identical to an uninterrupted one on 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import pathlib
@@ -190,10 +191,24 @@ def _initialize_from(path, config, state, state_sharding) -> dict:
     return jax.device_put(new, state_sharding)
 
 
-def _restore_target(ckpt: Checkpointer, step: int, abstract_state: dict) -> dict:
-    """``abstract_state`` without the fields a checkpoint written before they existed lacks."""
-    stored = ckpt.state_keys(step)
-    return {k: v for k, v in abstract_state.items() if stored is None or k in stored}
+def _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter, schedule, writer):
+    """``(state, start step)``: the latest checkpoint's (iterator, schedule and metrics file rewound with it),
+    else a fresh state (``train.init_from`` weights when set)."""
+    start = ckpt.latest_step()
+    if start is not None:
+        stored = ckpt.state_keys(start)  # checkpoints written before first_bad_step/skipped existed lack them
+        target = {k: v for k, v in abstract_state.items() if stored is None or k in stored}
+        state, host = ckpt.restore(start, abstract_with_sharding(target, state_sharding), train_iter)
+        for k in abstract_state.keys() - state.keys():
+            state[k] = jax.device_put(jnp.zeros((), jnp.int32), state_sharding[k])
+        schedule.load_state_dict(host["schedule"])
+        writer.truncate_after(start)
+        print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
+        return state, start
+    state = jax.jit(functools.partial(create_train_state, config, tx), out_shardings=state_sharding)()
+    if config.train.init_from:  # fine-tuning: weights from a checkpoint (e.g. `mamba-jax convert`), fresh optimiser
+        state = _initialize_from(config.train.init_from, config, state, state_sharding)
+    return state, 0
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
@@ -213,97 +228,83 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if tc.batch_size % jax.device_count():
         raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {jax.device_count()} devices")
 
-    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=tc.max_to_keep, keep_best=tc.keep_best)
-    start = ckpt.latest_step()
-    if start is not None:  # before building anything: a changed model is refused at once
-        try:
-            check_resume(ckpt.stored_config(start), config, workdir)
-        except BaseException:
-            ckpt.close()
-            raise
-    task = task if task is not None else make_task(config, workdir)
-    model_def = ModelDef.of(config.model)
-    tx = make_optimizer(config.optim)
-    repl = distributed.replicated(mesh)
-    abstract_state = jax.eval_shape(functools.partial(create_train_state, config, tx))
-    state_sharding = jax.tree.map(lambda _: repl, abstract_state)
-    p_train_step = jax.jit(functools.partial(train_step, task=task, model_def=model_def, tx=tx),
-                           donate_argnums=(0,), out_shardings=(state_sharding, repl))
+    with contextlib.ExitStack() as cleanup:
+        ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=tc.max_to_keep, keep_best=tc.keep_best)
+        cleanup.callback(ckpt.close)
+        if ckpt.latest_step() is not None:  # before building anything: a changed model is refused at once
+            check_resume(ckpt.stored_config(ckpt.latest_step()), config, workdir)
+        task = task if task is not None else make_task(config, workdir)
+        model_def = ModelDef.of(config.model)
+        tx = make_optimizer(config.optim)
+        repl = distributed.replicated(mesh)
+        abstract_state = jax.eval_shape(functools.partial(create_train_state, config, tx))
+        state_sharding = jax.tree.map(lambda _: repl, abstract_state)
+        p_train_step = jax.jit(functools.partial(train_step, task=task, model_def=model_def, tx=tx),
+                               donate_argnums=(0,), out_shardings=(state_sharding, repl))
+        train_iter = iter(task.dataset("train", batch_size=tc.batch_size // n_proc, seed=tc.seed,
+                                       process_index=jax.process_index(), process_count=n_proc))
+        cleanup.callback(getattr(train_iter, "close", lambda: None))
+        schedule = LrSchedule(config.optim, total_steps=tc.num_steps)
+        writer = MetricWriter(workdir)
+        cleanup.callback(writer.close)
+        state, start = _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter,
+                                        schedule, writer)
+        if start >= tc.num_steps:
+            return {}
 
-    train_iter = iter(task.dataset("train", batch_size=tc.batch_size // n_proc, seed=tc.seed,
-                                   process_index=jax.process_index(), process_count=n_proc))
-    schedule = LrSchedule(config.optim, total_steps=tc.num_steps)
-    writer = MetricWriter(workdir)
-    if start is not None:
-        target = _restore_target(ckpt, start, abstract_state)
-        state, host = ckpt.restore(start, abstract_with_sharding(target, state_sharding), train_iter)
-        for k in abstract_state.keys() - state.keys():  # first_bad_step/skipped: 0 for older checkpoints
-            state[k] = jax.device_put(jnp.zeros((), jnp.int32), repl)
-        schedule.load_state_dict(host["schedule"])
-        writer.truncate_after(start)
-        print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
-    else:
-        start = 0
-        state = jax.jit(functools.partial(create_train_state, config, tx), out_shardings=state_sharding)()
-        if tc.init_from:  # fine-tuning: weights from a checkpoint (e.g. `mamba-jax convert`), fresh optimiser
-            state = _initialize_from(tc.init_from, config, state, state_sharding)
-    if start >= tc.num_steps:
-        ckpt.close()
-        writer.close()
-        return {}
+        base_key = jax.random.key(tc.seed)
+        last: dict[str, float] = {}
+        t0, logged_at = time.perf_counter(), start
+        bar = tqdm(total=tc.num_steps, initial=start, desc="train", disable=jax.process_index() != 0,
+                   dynamic_ncols=True)
+        cleanup.callback(bar.close)
+        def write(step: int, values: dict) -> None:
+            try:
+                writer.write(step, values)
+            except OSError:  # disk full: a failed background save is the clearer report of it
+                ckpt.wait()
+                raise
 
-    base_key = jax.random.key(tc.seed)
-    last: dict[str, float] = {}
-    t0, logged_at = time.perf_counter(), start
-    bar = tqdm(total=tc.num_steps, initial=start, desc="train", disable=jax.process_index() != 0, dynamic_ncols=True)
-    try:
+        stop = cleanup.enter_context(_StopOnSignal())
         # The mesh in context lets selective_scan(impl='pallas') run its kernel per device under shard_map.
-        with _StopOnSignal() as stop, jax.set_mesh(mesh):
-            for step in range(start, tc.num_steps):
-                batch = distributed.global_batch(next(train_iter), mesh)
-                state, metrics = p_train_step(state, batch, jnp.float32(schedule.lr(step)),
-                                              jax.random.fold_in(base_key, step))
-                done = step + 1
-                bar.update(1)
-                ckpt.poll()  # a background save that failed stops training now (host-side check, no device sync)
-                final = done == tc.num_steps
-                log = done % tc.log_every_steps == 0 or final
-                evaluate = done % tc.eval_every_steps == 0 or final
-                save = done % tc.checkpoint_every_steps == 0 or final
-                stopping = stop.should_stop(log)
-                if not (log or evaluate or save or stopping):
-                    continue  # no device value read: the host queues the next step at once
-                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                first_bad = int(values.pop("first_bad_step"))
-                if first_bad:
-                    raise NonFiniteLossError(
-                        f"non-finite loss or gradients at step {first_bad} (its update was skipped); training "
-                        f"stopped at step {done}. The last good checkpoint is step {ckpt.latest_step()} in "
-                        f"{workdir / 'checkpoints'}. Lower optim.lr, check the data, or use train.precision='fp32'.")
-                if log:
-                    dt = time.perf_counter() - t0
-                    last = dict(values, steps_per_sec=(done - logged_at) / max(dt, 1e-9))
-                    writer.write(done, last)
-                    bar.set_postfix(loss=f"{values['loss']:.3f}")
-                    t0, logged_at = time.perf_counter(), done
-                score = None
-                if evaluate:
-                    val = task.evaluate(model_def.merge(state["params"], state["rest"]), max_batches=tc.eval_batches)
-                    schedule.observe(val["loss"])
-                    score = val["score"]
-                    writer.write(done, {f"val_{k}": v for k, v in val.items()})
-                    last.update({f"val_{k}": v for k, v in val.items()})
-                    tqdm.write(f"step {done}: " + ", ".join(f"val_{k}={v:.3f}" for k, v in val.items()))
-                if save or stopping:
-                    ckpt.save(done, state, train_iter, {"schedule": schedule.state_dict()}, config, score=score)
-                if stopping:
-                    ckpt.wait()
-                    raise TrainingInterrupted(done, stop.signum)
-    finally:
-        bar.close()
-        ckpt.close()
-        writer.close()
-        close = getattr(train_iter, "close", None)
-        if close is not None:
-            close()
-    return last
+        cleanup.enter_context(jax.set_mesh(mesh))
+        for step in range(start, tc.num_steps):
+            batch = distributed.global_batch(next(train_iter), mesh)
+            state, metrics = p_train_step(state, batch, jnp.float32(schedule.lr(step)),
+                                          jax.random.fold_in(base_key, step))
+            done = step + 1
+            bar.update(1)
+            ckpt.poll()  # a background save that failed stops training now (host-side check, no device sync)
+            final = done == tc.num_steps
+            log = done % tc.log_every_steps == 0 or final
+            evaluate = done % tc.eval_every_steps == 0 or final
+            save = done % tc.checkpoint_every_steps == 0 or final
+            stopping = stop.should_stop(log)
+            if not (log or evaluate or save or stopping):
+                continue  # no device value read: the host queues the next step at once
+            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            first_bad = int(values.pop("first_bad_step"))
+            if first_bad:
+                raise NonFiniteLossError(
+                    f"non-finite loss or gradients at step {first_bad} (its update was skipped); training stopped "
+                    f"at step {done}. The last good checkpoint is step {ckpt.latest_step()} in "
+                    f"{workdir / 'checkpoints'}. Lower optim.lr, check the data, or use train.precision='fp32'.")
+            if log:
+                last = dict(values, steps_per_sec=(done - logged_at) / max(time.perf_counter() - t0, 1e-9))
+                write(done, last)
+                bar.set_postfix(loss=f"{values['loss']:.3f}")
+                t0, logged_at = time.perf_counter(), done
+            score = None
+            if evaluate:
+                val = task.evaluate(model_def.merge(state["params"], state["rest"]), max_batches=tc.eval_batches)
+                schedule.observe(val["loss"])
+                score = val["score"]
+                write(done, {f"val_{k}": v for k, v in val.items()})
+                last.update({f"val_{k}": v for k, v in val.items()})
+                tqdm.write(f"step {done}: " + ", ".join(f"val_{k}={v:.3f}" for k, v in val.items()))
+            if save or stopping:
+                ckpt.save(done, state, train_iter, {"schedule": schedule.state_dict()}, config, score=score)
+            if stopping:
+                ckpt.wait()
+                raise TrainingInterrupted(done, stop.signum)
+        return last
