@@ -80,6 +80,7 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         self._pending: int | None = None  # the step of a save that may still be running in the background
         self._failed = False
+        self._existing: set[int] = set()  # complete steps when the pending save started
         self._filter = _DropOrbaxErrors()
         logging.getLogger("absl").addFilter(self._filter)
         self._previous_hook = sys.unraisablehook
@@ -119,14 +120,19 @@ class Checkpointer:
     def _fail(self, step: int, exc: BaseException):
         self._failed = True
         if jax.process_index() == 0:  # remove what the failed step left (frees space; never picked up)
-            for p in list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*")) + [self.directory / str(step)]:
+            leftovers = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+            if step not in self._existing:  # renamed into place before failing: not a checkpoint to trust
+                leftovers.append(self.directory / str(step))
+            for p in leftovers:
                 shutil.rmtree(p, ignore_errors=True)
         kept = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and int(p.name) != step) \
             if self.directory.is_dir() else []
         previous = f"the previous checkpoint (step {kept[-1]}) is intact" if kept else "no earlier checkpoint"
+        cause = _cause(exc)
+        hint = "Free some space" if "space" in cause or "quota" in cause.lower() else "Fix this"
         raise CheckpointSaveError(
-            f"checkpoint save failed: step {step} could not be written to {self.directory}: {_cause(exc)}; "
-            f"{previous}. Free space and re-run the same command to resume.") from None
+            f"checkpoint save failed: step {step} could not be written to {self.directory}: {cause}; "
+            f"{previous}. {hint} and re-run the same command to resume.") from None
 
     def save(self, step: int, state, data_iter, host: dict, config: ml_collections.ConfigDict,
              score: float | None = None) -> None:
@@ -137,6 +143,8 @@ class Checkpointer:
             config=ocp.args.JsonSave(config.to_dict()),
         )
         self.wait()  # at most one save in flight; a failed previous one is reported, not silently replaced
+        self._existing = {int(p.name) for p in self.directory.iterdir() if p.name.isdigit()} \
+            if self.directory.is_dir() else set()
         try:
             self.manager.save(step, args=args, metrics=None if score is None else {"score": float(score)})
         except Exception as e:  # noqa: BLE001 - e.g. no space for the temporary folder or the metadata

@@ -199,3 +199,28 @@ def test_two_processes_equal_one_process(corpus, tmp_path):
     assert s1 == s2 == 3
     for x, y in zip(jax.tree.leaves(single), jax.tree.leaves(multi), strict=True):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(corpus, tmp_path):
+    port = _free_port()
+    work = tmp_path / "multi"
+    # 12 steps logged every 2: a stop requested on process 0 is agreed at the next logging step.
+    cmd = command(corpus, work, num_steps=12, log_every_steps=2, checkpoint_every_steps=100, eval_every_steps=100)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                                      JAX_PROCESS_ID=str(i)))
+             for i in range(2)]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and procs[0].poll() is None:
+        if (work / "metrics.jsonl").exists() and max(losses(work), default=0) >= 2:
+            break
+        time.sleep(0.05)
+    assert procs[0].poll() is None, "the run finished before it could be interrupted"
+    procs[0].send_signal(signal.SIGTERM)  # process 1 gets no signal
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [128 + signal.SIGTERM] * 2, "\n".join(o[1][-3000:] for o in outs)
+    last_lines = {o[1].strip().splitlines()[-1] for o in outs}
+    assert len(last_lines) == 1, last_lines  # the same step on both
+    stopped = int(last_lines.pop().split()[3].rstrip(","))
+    assert stopped % 2 == 0 and stopped < 12
+    assert sorted(int(p.name) for p in (work / "checkpoints").iterdir()) == [stopped]
