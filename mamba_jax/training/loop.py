@@ -229,6 +229,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {jax.device_count()} devices")
 
     with contextlib.ExitStack() as cleanup:
+        # Installed first, removed last: a signal during setup stops after the first step, one during the
+        # final checkpoint's wait does not cut it short (a second signal acts as usual).
+        stop = cleanup.enter_context(_StopOnSignal())
         ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=tc.max_to_keep, keep_best=tc.keep_best)
         cleanup.callback(ckpt.close)
         if ckpt.latest_step() is not None:  # before building anything: a changed model is refused at once
@@ -265,7 +268,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 ckpt.wait()
                 raise
 
-        stop = cleanup.enter_context(_StopOnSignal())
         # The mesh in context lets selective_scan(impl='pallas') run its kernel per device under shard_map.
         cleanup.enter_context(jax.set_mesh(mesh))
         for step in range(start, tc.num_steps):

@@ -201,6 +201,7 @@ def test_two_processes_equal_one_process(corpus, tmp_path):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # ~1.5 min on 2 cores (two processes compiling); the single-process SIGTERM test runs by default
 def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(corpus, tmp_path):
     port = _free_port()
     work = tmp_path / "multi"
