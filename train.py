@@ -4,9 +4,9 @@
     python train.py --config configs/sepmamba_s.py:smoke --workdir /tmp/smoke
 
 Re-running the same command resumes from the latest checkpoint in ``--workdir`` (Ctrl-C or SIGTERM first
-write a checkpoint of the current step). Overrides are type-checked
-and unknown fields are errors (``lock_config``). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-JAX_PROCESS_ID (see mamba_jax/training/distributed.py).
+write a checkpoint of the current step). Overrides are type-checked and unknown fields are errors
+(``lock_config``). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
+mamba_jax/training/distributed.py).
 """
 
 from __future__ import annotations

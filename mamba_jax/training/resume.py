@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import jax
 import ml_collections
 
 STRUCTURAL = ("task", "model.", "features.", "data.sample_rate", "data.num_sources", "tokenizer.kind",
@@ -58,5 +59,6 @@ def check_resume(stored: dict, config: ml_collections.ConfigDict, workdir: str |
     if not changes:
         return None
     line = "resuming with a changed config: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes)
-    print(line, flush=True)
+    if jax.process_index() == 0:
+        print(line, flush=True)
     return line
