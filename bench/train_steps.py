@@ -55,8 +55,9 @@ def main() -> None:
         rows = [json.loads(x) for x in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()]
     rates = [r["steps_per_sec"] for r in rows if "steps_per_sec" in r and r["step"] <= args.steps][1:]
     seconds = sum(args.log_every / r for r in rates)
+    measured = args.log_every * len(rates)
     print(json.dumps(dict(label=args.label, module=str(pathlib.Path(mamba_jax.__file__).parent), config=args.config,
-                          steps=args.log_every * len(rates), steps_per_sec=round(args.log_every * len(rates) / seconds, 3),
+                          steps=measured, steps_per_sec=round(measured / seconds, 3),
                           interval_rates=[round(r, 3) for r in rates], wall_s=round(wall, 1))), flush=True)
 
 

@@ -261,6 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         bar = tqdm(total=tc.num_steps, initial=start, desc="train", disable=jax.process_index() != 0,
                    dynamic_ncols=True)
         cleanup.callback(bar.close)
+
         def write(step: int, values: dict) -> None:
             try:
                 writer.write(step, values)

@@ -39,7 +39,8 @@ def config_changes(stored: dict, new: dict) -> list[tuple[str, object, object]]:
     a = _flatten(json.loads(json.dumps(stored, default=str)))
     b = _flatten(json.loads(json.dumps(new, default=str)))
     unset = "<unset>"
-    return [(k, a.get(k, unset), b.get(k, unset)) for k in sorted(set(a) | set(b)) if a.get(k, unset) != b.get(k, unset)]
+    return [(k, a.get(k, unset), b.get(k, unset)) for k in sorted(set(a) | set(b))
+            if a.get(k, unset) != b.get(k, unset)]
 
 
 def is_structural(key: str) -> bool:
