@@ -49,10 +49,15 @@ def _cause(exc: BaseException) -> str:
 
 
 class _DropOrbaxErrors(logging.Filter):
-    """Drops orbax's ERROR records (failed asynchronous saves); the Checkpointer reports them in one line."""
+    """Drops the ERROR records of a failed asynchronous save: orbax's own (absl logger) and asyncio's "Task
+    exception was never retrieved" for its abandoned writes; the Checkpointer reports the failure in one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+        if record.levelno < logging.ERROR:
+            return True
+        if record.name == "asyncio":
+            return "orbax" not in record.getMessage()
+        return f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
 def _drop_closed_loop_errors(previous):
@@ -82,7 +87,8 @@ class Checkpointer:
         self._failed = False
         self._existing: set[int] = set()  # complete steps when the pending save started
         self._filter = _DropOrbaxErrors()
-        logging.getLogger("absl").addFilter(self._filter)
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).addFilter(self._filter)
         self._previous_hook = sys.unraisablehook
         sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
 
@@ -170,8 +176,9 @@ class Checkpointer:
             except Exception:  # noqa: BLE001 - after a failed save orbax re-raises it here; already reported
                 if not self._failed:
                     raise
-            logging.getLogger("absl").removeFilter(self._filter)
             if not self._failed:  # after a failed save, late callbacks of its abandoned writes may still come
+                for name in ("absl", "asyncio"):
+                    logging.getLogger(name).removeFilter(self._filter)
                 sys.unraisablehook = self._previous_hook
 
 
