@@ -3,18 +3,21 @@
     python train.py --config configs/sepmamba_s.py --workdir runs/sepmamba_s [--config.train.num_steps=1000]
     python train.py --config configs/sepmamba_s.py:smoke --workdir /tmp/smoke
 
-Re-running the same command resumes from the latest checkpoint in ``--workdir``. Overrides are type-checked
-and unknown fields are errors (``lock_config``). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-JAX_PROCESS_ID (see mamba_jax/training/distributed.py).
+Re-running the same command resumes from the latest checkpoint in ``--workdir`` (Ctrl-C or SIGTERM first
+write a checkpoint of the current step). Overrides are type-checked and unknown fields are errors
+(``lock_config``). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
+mamba_jax/training/distributed.py).
 
 Errors in the command line (a missing config file, a mistyped or ill-typed override, a bad ``:ARG``) and in
 the data setup (a missing corpus folder) are one line on stderr naming the setting, exit status 2 (usage) or 1;
+so are a non-finite loss, a failed checkpoint save (e.g. disk full) and a resume with a changed model config.
 ``--verbose`` (or ``MAMBA_JAX_VERBOSE=1``) shows the traceback. Nothing is created in ``--workdir`` before the
 config has loaded.
 """
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 import traceback
@@ -96,26 +99,38 @@ def main(argv: list[str]) -> None:
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint phase at INFO
     verbose = flags.FLAGS.verbose or verbose_requested([])
-    from mamba_jax.data.audio import AudioError
-
     import pathlib
+
+    from mamba_jax.data.audio import AudioError
+    from mamba_jax.training.checkpoint import CheckpointSaveError
+    from mamba_jax.training.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
+    from mamba_jax.training.resume import ConfigMismatchError
 
     workdir = pathlib.Path(_WORKDIR.value)
     fresh = not workdir.exists()
     try:
-        from mamba_jax.training.loop import train_and_evaluate
-
         metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except KeyboardInterrupt:
+    except TrainingInterrupted as e:  # SIGINT/SIGTERM: checkpoint written; the shell sees 128 + signal
+        print(e, file=sys.stderr, flush=True)
+        sys.exit(128 + e.signum)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the training loop installed its handler
         if verbose:
             traceback.print_exc()
         print("error: interrupted (Ctrl-C); re-run the same command to resume from the last checkpoint",
               file=sys.stderr, flush=True)
         sys.exit(130)
+    except (NonFiniteLossError, CheckpointSaveError, ConfigMismatchError) as e:  # their message is the report
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
     except (AudioError, FileNotFoundError) as e:  # a corpus folder or file the config points at
         if fresh and workdir.is_dir() and not any(workdir.iterdir()):
             workdir.rmdir()  # leave no empty workdir behind
         _fail(f"{one_line(e)} (data.root={_CONFIG.value.data.root!r})", 1, verbose)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
     import jax
 
     if metrics and jax.process_index() == 0:

@@ -14,6 +14,7 @@ The tokenizer is ``config.tokenizer.model_dir`` when set; otherwise process 0 tr
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import grain
@@ -86,6 +87,15 @@ class _Tokenize(grain.transforms.Map):
         return out
 
 
+@functools.partial(nnx.jit, static_argnums=0)
+def eval_step(task: AsrTask, model, batch: dict):
+    """Teacher-forced validation loss, features and frame counts of one batch. Module-level with the task
+    static, so the evaluations of a run share their compilations (one per padded batch shape)."""
+    feats, lengths = task.features(model, batch["wave"], batch["wave_lengths"], train=False)
+    loss, _ = task._loss_from(model, batch, feats, lengths)
+    return loss, feats, lengths
+
+
 class AsrTask:
     """Waveform + transcript in, CTC/attention loss out; validation reports WER and CER."""
 
@@ -152,12 +162,6 @@ class AsrTask:
         search = beam_search_config_from(dc, self.config.tokenizer)
         method = "ctc_greedy" if self.config.model.decoder == "none" and dc.method == "joint" else dc.method
 
-        @nnx.jit
-        def eval_step(m, batch):
-            feats, lengths = self.features(m, batch["wave"], batch["wave_lengths"], train=False)
-            loss, aux = self._loss_from(m, batch, feats, lengths)
-            return loss, feats, lengths
-
         batch_size = int(self.config.train.get("eval_batch_size", 1) or 1)
         ds = self.dataset("valid", batch_size=batch_size, seed=0, drop_remainder=False)
         losses, refs, hyps = [], [], []
@@ -166,7 +170,7 @@ class AsrTask:
             if max_batches is not None and i >= max_batches:
                 break
             texts = [str(t) for t in batch.pop("text")]
-            loss, feats, lengths = eval_step(model, {k: jnp.asarray(v) for k, v in batch.items()})
+            loss, feats, lengths = eval_step(self, model, {k: jnp.asarray(v) for k, v in batch.items()})
             losses.append(float(loss))
             for ids in decode_batch(model, feats, lengths, search, method=method):
                 hyps.append(self.tokenizer.decode(ids))

@@ -4,13 +4,23 @@ Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,host,config}``. Orbax wr
 temporary directory and renames it when complete, so a kill never leaves a half-written latest step; the
 manager ignores leftovers on restart. Kept: the ``max_to_keep`` latest steps plus the ``keep_best`` steps
 with the highest validation score (``metrics["score"]``, higher is better).
+
+A save that fails in the background (e.g. no space left on device) surfaces at the next ``poll()`` (a
+host-side check the loop makes every step) as ``CheckpointSaveError`` with a one-line message; the failed
+step's temporary folder is removed and older steps are untouched. Orbax's own error logs for it and the
+"Event loop is closed" errors of its abandoned writes (hundreds of lines of asynchronous tracebacks) are
+filtered out while a ``Checkpointer`` is open.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import pathlib
+import re
+import shutil
+import sys
 
 import grain
 import jax
@@ -22,6 +32,46 @@ from orbax.checkpoint import checkpoint_managers as cm
 ITEMS = ("state", "data_iter", "host", "config")
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; the previous checkpoints are intact."""
+
+
+def _cause(exc: BaseException) -> str:
+    """The operating-system reason of a failed write (``No space left on device``), else the first line."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+    text = str(exc)
+    m = re.search(r"os_error_code='(\d+)'", text) or re.search(r"\[Errno (\d+)\]", text)
+    if m:
+        return os.strerror(int(m.group(1)))
+    return (text.splitlines() or [type(exc).__name__])[0][:300]
+
+
+class _DropOrbaxErrors(logging.Filter):
+    """Drops the ERROR records of a failed asynchronous save: orbax's own (absl logger) and asyncio's "Task
+    exception was never retrieved" for its abandoned writes; the Checkpointer reports the failure in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        if record.name == "asyncio":
+            return "orbax" not in record.getMessage()
+        return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _drop_closed_loop_errors(previous):
+    """An ``sys.unraisablehook`` that drops the "Event loop is closed" errors tensorstore's write callbacks
+    raise after orbax abandoned a failed save (hundreds of tracebacks on disk full), passing others on."""
+
+    def hook(unraisable):
+        v = unraisable.exc_value
+        if not (isinstance(v, RuntimeError) and str(v) == "Event loop is closed"):
+            previous(unraisable)
+
+    return hook
+
+
 class Checkpointer:
     def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int, keep_best: int):
         policies = [cm.LatestN(n=max_to_keep)]
@@ -31,10 +81,64 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             preservation_policy=cm.AnyPreservationPolicy(policies), enable_async_checkpointing=True,
             cleanup_tmp_directories=True)
-        self.manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options, item_names=ITEMS)
+        self.directory = pathlib.Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        self._pending: int | None = None  # the step of a save that may still be running in the background
+        self._failed = False
+        self._existing: set[int] = set()  # complete steps when the pending save started
+        self._filter = _DropOrbaxErrors()
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).addFilter(self._filter)
+        self._previous_hook = sys.unraisablehook
+        sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def stored_config(self, step: int) -> dict:
+        """The config saved with ``step`` (as a plain dict)."""
+        return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config)
+
+    def state_keys(self, step: int) -> set[str] | None:
+        """Top-level keys of the train state saved at ``step`` (None if unknown)."""
+        try:
+            tree = self.manager.item_metadata(step).state
+            tree = getattr(tree, "tree", tree)
+            return set(tree.keys())
+        except Exception:  # noqa: BLE001 - metadata is an optimisation; the restore itself reports problems
+            return None
+
+    def poll(self) -> None:
+        """Raises ``CheckpointSaveError`` if a background save has failed; never blocks."""
+        if self._pending is not None and not self.manager.is_saving_in_progress():
+            self.wait()
+
+    def wait(self) -> None:
+        """Blocks until the pending save is written; raises ``CheckpointSaveError`` if it failed."""
+        step, self._pending = self._pending, None
+        if step is None:
+            return
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - any failure of the save is reported the same way
+            self._fail(step, e)
+
+    def _fail(self, step: int, exc: BaseException):
+        self._failed = True
+        if jax.process_index() == 0:  # remove what the failed step left (frees space; never picked up)
+            leftovers = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+            if step not in self._existing:  # renamed into place before failing: not a checkpoint to trust
+                leftovers.append(self.directory / str(step))
+            for p in leftovers:
+                shutil.rmtree(p, ignore_errors=True)
+        kept = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and int(p.name) != step) \
+            if self.directory.is_dir() else []
+        previous = f"the previous checkpoint (step {kept[-1]}) is intact" if kept else "no earlier checkpoint"
+        cause = _cause(exc)
+        hint = "Free some space" if "space" in cause or "quota" in cause.lower() else "Fix this"
+        raise CheckpointSaveError(
+            f"checkpoint save failed: step {step} could not be written to {self.directory}: {cause}; "
+            f"{previous}. {hint} and re-run the same command to resume.") from None
 
     def save(self, step: int, state, data_iter, host: dict, config: ml_collections.ConfigDict,
              score: float | None = None) -> None:
@@ -44,7 +148,14 @@ class Checkpointer:
             host=ocp.args.JsonSave(host),
             config=ocp.args.JsonSave(config.to_dict()),
         )
-        self.manager.save(step, args=args, metrics=None if score is None else {"score": float(score)})
+        self.wait()  # at most one save in flight; a failed previous one is reported, not silently replaced
+        self._existing = {int(p.name) for p in self.directory.iterdir() if p.name.isdigit()} \
+            if self.directory.is_dir() else set()
+        try:
+            self.manager.save(step, args=args, metrics=None if score is None else {"score": float(score)})
+        except Exception as e:  # noqa: BLE001 - e.g. no space for the temporary folder or the metadata
+            self._fail(step, e)
+        self._pending = step
 
     def restore(self, step: int, abstract_state, data_iter=None):
         """Restores ``(state, host)``; arrays come back with ``abstract_state``'s shardings; the iterator in place."""
@@ -55,8 +166,20 @@ class Checkpointer:
         return out.state, out.host
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for the pending save (raising ``CheckpointSaveError`` if it failed) and closes the manager."""
+        try:
+            if not self._failed:
+                self.wait()
+        finally:
+            try:
+                self.manager.close()
+            except Exception:  # noqa: BLE001 - after a failed save orbax re-raises it here; already reported
+                if not self._failed:
+                    raise
+            if not self._failed:  # after a failed save, late callbacks of its abandoned writes may still come
+                for name in ("absl", "asyncio"):
+                    logging.getLogger(name).removeFilter(self._filter)
+                sys.unraisablehook = self._previous_hook
 
 
 def abstract_with_sharding(tree, sharding) -> object:

@@ -1,26 +1,49 @@
 """``train_and_evaluate(config, workdir)``: the training loop every config, ``train.py`` and the notebooks use.
 
-Split as big_vision/flax examples do: state (created already sharded), a pure jitted step that donates the
-state, the loop, checkpoints and metrics. Data parallel on one ``data`` mesh axis over all devices of all
-processes; parameters replicated.
+Shaped like the flax examples: ``create_train_state`` (pure; jitted with ``out_shardings`` so the state is
+created already sharded), ``train_step`` (pure; jitted once per run with the state donated) and a short loop.
+Each task module has a module-level jitted ``eval_step`` (``tasks.py``, ``asr_task.py``), so evaluations after
+the first compile nothing. Data parallel on one ``data`` mesh axis over all devices of all processes;
+parameters replicated.
+
+The host never waits on the device at ordinary steps: it reads device values (metrics, the non-finite record)
+only at *sync steps*: logging, evaluation and checkpoint steps, the last step and a requested stop. So:
+
+* a non-finite loss or gradient does not stop the step that produced it: ``train_step`` skips the update on
+  device and records the first such step in the state; the next sync step raises ``NonFiniteLossError``
+  naming it, before any checkpoint is written, so the last checkpoint is the last good one;
+* a separation batch whose examples are all below ``loss.threshold_db`` skips the update too (the original
+  skips the batch), counted in ``skipped_batches``;
+* SIGINT/SIGTERM finish the current step, write a checkpoint, wait for it and raise ``TrainingInterrupted``
+  (``train.py`` prints its one line). One process stops after the current step; several processes agree on
+  the stop step with one all-reduce of the flag at the next logging step (a per-step all-reduce would be a
+  host sync per step);
+* a checkpoint save failing in the background (disk full) stops training at the next step with
+  ``CheckpointSaveError`` (checkpoint.py): host-side polling, no device sync.
 
 Resume order (what makes a resumed run bit-identical to an uninterrupted one on CPU):
-  1. restore the train state, the grain iterator state and the host state (lr schedule) of the latest step;
-  2. drop metrics.jsonl records written after that step by the killed run;
-  3. step ``s`` uses ``fold_in(seed, s)`` for its randomness and ``schedule.lr(s)``, both pure functions of s;
-  4. at a step that both evaluates and checkpoints, evaluation runs first, so the plateau state it updates is
+  1. compare the stored config with this one (``resume.check_resume``): a different model refuses to resume;
+  2. restore the train state, the grain iterator state and the host state (lr schedule) of the latest step;
+  3. drop metrics.jsonl records written after that step by the killed run;
+  4. step ``s`` uses ``fold_in(seed, s)`` for its randomness and ``schedule.lr(s)``, both pure functions of s;
+  5. at a step that both evaluates and checkpoints, evaluation runs first, so the plateau state it updates is
      in the checkpoint.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import dataclasses
+import functools
 import pathlib
+import signal
+import threading
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
@@ -29,17 +52,43 @@ from mamba_jax.models import build_model
 from mamba_jax.training import distributed
 from mamba_jax.training.checkpoint import Checkpointer, abstract_with_sharding
 from mamba_jax.training.optim import LrSchedule, make_optimizer, set_learning_rate
+from mamba_jax.training.resume import check_resume
 from mamba_jax.training.tasks import make_task
 from mamba_jax.training.writer import MetricWriter
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised at the first step whose loss is NaN or infinite."""
+    """Raised at the first sync step after a step whose loss or gradients were NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM stopped training after ``step``, whose checkpoint has been written."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+        super().__init__(f"stopped at step {step}, checkpoint saved; re-run the same command to resume")
 
 
 def _split_model(model: nnx.Module):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(rest), (params, rest)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModelDef:
+    """The static half of a model (graph definition and abstract state): rebuilds it from pure dicts."""
+
+    graphdef: nnx.GraphDef
+    templates: tuple
+
+    @classmethod
+    def of(cls, model_cfg: ml_collections.ConfigDict) -> ModelDef:
+        graphdef, _, _, templates = _split_model(nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0))))
+        return cls(graphdef, templates)
+
+    def merge(self, params: dict, rest: dict) -> nnx.Module:
+        """The NNX model with ``params``/``rest`` (pure dicts); works inside and outside jit."""
+        return merge_model(self.graphdef, self.templates, params, rest)
 
 
 def merge_model(graphdef, templates, params: dict, rest: dict) -> nnx.Module:
@@ -50,6 +99,85 @@ def merge_model(graphdef, templates, params: dict, rest: dict) -> nnx.Module:
     return nnx.merge(graphdef, p_t, r_t)
 
 
+def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation) -> dict:
+    """A fresh train state: step, params, rest (non-parameter model state), opt_state, ``first_bad_step``
+    (the first step with a non-finite loss or gradient; 0: none) and ``skipped`` (batches without an update)."""
+    seed = config.train.seed
+    _, params, rest, _ = _split_model(build_model(config.model, rngs=nnx.Rngs(params=seed, dropout=seed + 1)))
+    zero = jnp.zeros((), jnp.int32)
+    return dict(step=zero, params=params, rest=rest, opt_state=tx.init(params), first_bad_step=zero, skipped=zero)
+
+
+def train_step(state: dict, batch: dict, lr: jax.Array, rng: jax.Array, *, task, model_def: ModelDef,
+               tx: optax.GradientTransformation) -> tuple[dict, dict]:
+    """One optimiser step (pure). The update is skipped, on device, when the loss or the gradients are not
+    finite (recorded in ``first_bad_step``) or when the task kept no example (``aux["n_kept"] == 0``,
+    counted in ``skipped``); the step counter advances either way, as the data iterator did."""
+
+    def loss_fn(params):
+        model = model_def.merge(params, state["rest"])
+        loss, aux = task.loss(model, batch, rng)
+        # Non-parameter state the forward pass updated (ASR input-normalisation statistics, rng counts).
+        return loss, (aux, _split_model(model)[2])
+
+    (loss, (aux, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    empty = (aux["n_kept"] == 0) if "n_kept" in aux else jnp.zeros((), bool)
+    opt_state = set_learning_rate(state["opt_state"], lr)
+    updates, opt_state = tx.update(grads, opt_state, state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    params, opt_state, rest = jax.lax.cond(
+        finite & ~empty, lambda: (params, opt_state, rest),
+        lambda: (state["params"], state["opt_state"], state["rest"]))
+    step = state["step"] + 1
+    first_bad = jnp.where((state["first_bad_step"] == 0) & ~finite, step, state["first_bad_step"])
+    skipped = state["skipped"] + (finite & empty).astype(jnp.int32)
+    metrics = dict(loss=loss, grad_norm=grad_norm, param_norm=optax.tree.norm(params), lr=lr,
+                   skipped_batches=skipped, first_bad_step=first_bad, **aux)
+    new_state = dict(step=step, params=params, rest=rest, opt_state=opt_state, first_bad_step=first_bad,
+                     skipped=skipped)
+    return new_state, metrics
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM set a flag instead of killing the process; a second signal acts as usual."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = 0
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        for s, h in self._previous.items():  # a second Ctrl-C interrupts at once
+            signal.signal(s, h)
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+
+    def should_stop(self, logging_step: bool) -> bool:
+        """Whether every process stops after this step. One process: as soon as a signal arrived. Several:
+        at logging steps, any process's flag (one all-reduce; all processes reach the same logging steps)."""
+        if jax.process_count() == 1:
+            return self.signum != 0
+        if not logging_step:
+            return False
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.int32(self.signum))
+        self.signum = int(np.max(flags))
+        return self.signum != 0
+
+
 def _initialize_from(path, config, state, state_sharding) -> dict:
     """``state`` with ``params``/``rest`` replaced by those of the checkpoint at ``path`` (shape-checked against
     this run's model; the optimiser state is re-initialised for them)."""
@@ -58,13 +186,39 @@ def _initialize_from(path, config, state, state_sharding) -> dict:
     _, params, rest, src_step = load_params(path)
     _, p, r, _ = _split_model(model_from_params(config, params, rest))
     tx = make_optimizer(config.optim)
-    new = dict(step=state["step"], params=p, rest=r, opt_state=tx.init(p))
+    new = dict(state, params=p, rest=r, opt_state=tx.init(p))
     print(f"initialised from {path} (step {src_step})", flush=True)
     return jax.device_put(new, state_sharding)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
-    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the last metrics."""
+def _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter, schedule, writer):
+    """``(state, start step)``: the latest checkpoint's (iterator, schedule and metrics file rewound with it),
+    else a fresh state (``train.init_from`` weights when set)."""
+    start = ckpt.latest_step()
+    if start is not None:
+        stored = ckpt.state_keys(start)  # checkpoints written before first_bad_step/skipped existed lack them
+        target = {k: v for k, v in abstract_state.items() if stored is None or k in stored}
+        state, host = ckpt.restore(start, abstract_with_sharding(target, state_sharding), train_iter)
+        for k in abstract_state.keys() - state.keys():
+            state[k] = jax.device_put(jnp.zeros((), jnp.int32), state_sharding[k])
+        schedule.load_state_dict(host["schedule"])
+        writer.truncate_after(start)
+        print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
+        return state, start
+    state = jax.jit(functools.partial(create_train_state, config, tx), out_shardings=state_sharding)()
+    if config.train.init_from:  # fine-tuning: weights from a checkpoint (e.g. `mamba-jax convert`), fresh optimiser
+        state = _initialize_from(config.train.init_from, config, state, state_sharding)
+    return state, 0
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       task=None) -> dict[str, float]:
+    """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the last metrics.
+
+    ``task`` replaces the task of ``config.task`` (tests use it to inject faults). Raises
+    ``NonFiniteLossError``, ``TrainingInterrupted`` (after SIGINT/SIGTERM, checkpoint written),
+    ``checkpoint.CheckpointSaveError`` and ``resume.ConfigMismatchError``, each with a one-line message.
+    """
     distributed.initialize_from_env()
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -74,99 +228,86 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if tc.batch_size % jax.device_count():
         raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {jax.device_count()} devices")
 
-    task = make_task(config, workdir)
-    # Shapes first (eval_shape), then the real state created already replicated on the mesh.
-    seed_rngs = lambda: nnx.Rngs(params=tc.seed, dropout=tc.seed + 1)
-    graphdef, _, _, templates = _split_model(nnx.eval_shape(lambda: build_model(config.model, rngs=seed_rngs())))
-    tx = make_optimizer(config.optim)
+    with contextlib.ExitStack() as cleanup:
+        # Installed first, removed last: a signal during setup stops after the first step, one during the
+        # final checkpoint's wait does not cut it short (a second signal acts as usual).
+        stop = cleanup.enter_context(_StopOnSignal())
+        ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=tc.max_to_keep, keep_best=tc.keep_best)
+        cleanup.callback(ckpt.close)
+        if ckpt.latest_step() is not None:  # before building anything: a changed model is refused at once
+            check_resume(ckpt.stored_config(ckpt.latest_step()), config, workdir)
+        task = task if task is not None else make_task(config, workdir)
+        model_def = ModelDef.of(config.model)
+        tx = make_optimizer(config.optim)
+        repl = distributed.replicated(mesh)
+        abstract_state = jax.eval_shape(functools.partial(create_train_state, config, tx))
+        state_sharding = jax.tree.map(lambda _: repl, abstract_state)
+        p_train_step = jax.jit(functools.partial(train_step, task=task, model_def=model_def, tx=tx),
+                               donate_argnums=(0,), out_shardings=(state_sharding, repl))
+        train_iter = iter(task.dataset("train", batch_size=tc.batch_size // n_proc, seed=tc.seed,
+                                       process_index=jax.process_index(), process_count=n_proc))
+        cleanup.callback(getattr(train_iter, "close", lambda: None))
+        schedule = LrSchedule(config.optim, total_steps=tc.num_steps)
+        writer = MetricWriter(workdir)
+        cleanup.callback(writer.close)
+        state, start = _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter,
+                                        schedule, writer)
+        if start >= tc.num_steps:
+            return {}
 
-    def init_state():
-        _, params, rest, _ = _split_model(build_model(config.model, rngs=seed_rngs()))
-        return dict(step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params))
+        base_key = jax.random.key(tc.seed)
+        last: dict[str, float] = {}
+        t0, logged_at = time.perf_counter(), start
+        bar = tqdm(total=tc.num_steps, initial=start, desc="train", disable=jax.process_index() != 0,
+                   dynamic_ncols=True)
+        cleanup.callback(bar.close)
 
-    repl = distributed.replicated(mesh)
-    abstract_state = jax.eval_shape(init_state)
-    state_sharding = jax.tree.map(lambda _: repl, abstract_state)
+        def write(step: int, values: dict) -> None:
+            try:
+                writer.write(step, values)
+            except OSError:  # disk full: a failed background save is the clearer report of it
+                ckpt.wait()
+                raise
 
-    def train_step(state, batch, lr, rng):
-        def loss_fn(params):
-            model = merge_model(graphdef, templates, params, state["rest"])
-            loss, aux = task.loss(model, batch, rng)
-            # Non-parameter state the forward pass updated (ASR input-normalisation statistics, rng counts).
-            return loss, (aux, _split_model(model)[2])
-
-        (loss, (aux, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        opt_state = set_learning_rate(state["opt_state"], lr)
-        updates, opt_state = tx.update(grads, opt_state, state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params), lr=lr, **aux)
-        return dict(step=state["step"] + 1, params=params, rest=rest, opt_state=opt_state), metrics
-
-    step_fn = jax.jit(train_step, donate_argnums=(0,), out_shardings=(state_sharding, repl))
-
-    train_iter = iter(task.dataset("train", batch_size=tc.batch_size // n_proc, seed=tc.seed,
-                                   process_index=jax.process_index(), process_count=n_proc))
-    schedule = LrSchedule(config.optim, total_steps=tc.num_steps)
-    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=tc.max_to_keep, keep_best=tc.keep_best)
-    writer = MetricWriter(workdir)
-    start = ckpt.latest_step()
-    if start is not None:
-        state, host = ckpt.restore(start, abstract_with_sharding(abstract_state, state_sharding), train_iter)
-        schedule.load_state_dict(host["schedule"])
-        writer.truncate_after(start)
-        print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
-    else:
-        start = 0
-        state = jax.jit(init_state, out_shardings=state_sharding)()
-        if tc.init_from:  # fine-tuning: weights from a checkpoint (e.g. `mamba-jax convert`), fresh optimiser
-            state = _initialize_from(tc.init_from, config, state, state_sharding)
-    if start >= tc.num_steps:
-        ckpt.close()
-        writer.close()
-        return {}
-
-    base_key = jax.random.key(tc.seed)
-    last: dict[str, float] = {}
-    t0, logged_at = time.perf_counter(), start
-    bar = tqdm(total=tc.num_steps, initial=start, desc="train", disable=jax.process_index() != 0, dynamic_ncols=True)
-    try:
         # The mesh in context lets selective_scan(impl='pallas') run its kernel per device under shard_map.
-        with jax.set_mesh(mesh):
-            for step in range(start, tc.num_steps):
-                batch = distributed.global_batch(next(train_iter), mesh)
-                lr = jnp.float32(schedule.lr(step))
-                state, metrics = step_fn(state, batch, lr, jax.random.fold_in(base_key, step))
-                loss = float(metrics["loss"])
-                if not math.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({loss}) at step {step + 1}; training stopped. The last good checkpoint is "
-                        f"step {ckpt.latest_step()} in {workdir / 'checkpoints'}. Lower optim.lr, check the data, or "
-                        f"use train.precision='fp32'.")
-                done = step + 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
-                if done % tc.log_every_steps == 0 or done == tc.num_steps:
-                    dt = time.perf_counter() - t0
-                    last = {k: float(v) for k, v in metrics.items()}
-                    last["steps_per_sec"] = (done - logged_at) / max(dt, 1e-9)
-                    writer.write(done, last)
-                    t0, logged_at = time.perf_counter(), done
-                score = None
-                if done % tc.eval_every_steps == 0 or done == tc.num_steps:
-                    model = merge_model(graphdef, templates, state["params"], state["rest"])
-                    val = task.evaluate(model, max_batches=tc.eval_batches)
-                    schedule.observe(val["loss"])
-                    score = val["score"]
-                    writer.write(done, {f"val_{k}": v for k, v in val.items()})
-                    last.update({f"val_{k}": v for k, v in val.items()})
-                    tqdm.write(f"step {done}: " + ", ".join(f"val_{k}={v:.3f}" for k, v in val.items()))
-                if done % tc.checkpoint_every_steps == 0 or done == tc.num_steps:
-                    ckpt.save(done, state, train_iter, {"schedule": schedule.state_dict()}, config, score=score)
-    finally:
-        bar.close()
-        ckpt.close()
-        writer.close()
-        close = getattr(train_iter, "close", None)
-        if close is not None:
-            close()
-    return last
+        cleanup.enter_context(jax.set_mesh(mesh))
+        for step in range(start, tc.num_steps):
+            batch = distributed.global_batch(next(train_iter), mesh)
+            state, metrics = p_train_step(state, batch, jnp.float32(schedule.lr(step)),
+                                          jax.random.fold_in(base_key, step))
+            done = step + 1
+            bar.update(1)
+            ckpt.poll()  # a background save that failed stops training now (host-side check, no device sync)
+            final = done == tc.num_steps
+            log = done % tc.log_every_steps == 0 or final
+            evaluate = done % tc.eval_every_steps == 0 or final
+            save = done % tc.checkpoint_every_steps == 0 or final
+            stopping = stop.should_stop(log)
+            if not (log or evaluate or save or stopping):
+                continue  # no device value read: the host queues the next step at once
+            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            first_bad = int(values.pop("first_bad_step"))
+            if first_bad:
+                raise NonFiniteLossError(
+                    f"non-finite loss or gradients at step {first_bad} (its update was skipped); training stopped "
+                    f"at step {done}. The last good checkpoint is step {ckpt.latest_step()} in "
+                    f"{workdir / 'checkpoints'}. Lower optim.lr, check the data, or use train.precision='fp32'.")
+            if log:
+                last = dict(values, steps_per_sec=(done - logged_at) / max(time.perf_counter() - t0, 1e-9))
+                write(done, last)
+                bar.set_postfix(loss=f"{values['loss']:.3f}")
+                t0, logged_at = time.perf_counter(), done
+            score = None
+            if evaluate:
+                val = task.evaluate(model_def.merge(state["params"], state["rest"]), max_batches=tc.eval_batches)
+                schedule.observe(val["loss"])
+                score = val["score"]
+                write(done, {f"val_{k}": v for k, v in val.items()})
+                last.update({f"val_{k}": v for k, v in val.items()})
+                tqdm.write(f"step {done}: " + ", ".join(f"val_{k}={v:.3f}" for k, v in val.items()))
+            if save or stopping:
+                ckpt.save(done, state, train_iter, {"schedule": schedule.state_dict()}, config, score=score)
+            if stopping:
+                ckpt.wait()
+                raise TrainingInterrupted(done, stop.signum)
+        return last

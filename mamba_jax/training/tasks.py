@@ -1,7 +1,8 @@
 """What the training loop needs from a task: its data, its loss and its validation.
 
 A task offers ``dataset(split, batch_size, seed, process_index, process_count)``,
-``loss(model, batch, rng) -> (loss, aux)`` (pure, jitted inside the step) and
+``loss(model, batch, rng) -> (loss, aux)`` (pure, jitted inside the step; ``aux["n_kept"] == 0`` marks a
+batch with no usable example, whose update the step skips) and
 ``evaluate(model, max_batches) -> dict`` with at least ``loss`` (lower is better, drives ReduceLROnPlateau)
 and ``score`` (higher is better, selects the best-k checkpoints).
 """
@@ -18,12 +19,18 @@ from mamba_jax.data import pipeline
 from mamba_jax.training.losses import separation_loss
 
 
+@jax.jit
+def eval_step(model, mix: jax.Array) -> jax.Array:
+    """Validation forward ``[B, T] -> [B, S, T]``: module-level, so every evaluation of a run (and every run
+    of the same model) reuses its compilations; one per padded input length."""
+    return model(mix)
+
+
 class SeparationTask:
     """Waveform-in, sources-out training; validation reports SI-SNRi and SDRi (BSS-eval) on the valid split."""
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        self._forward = None
 
     def dataset(self, split: str, *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1):
         return pipeline.separation_dataset(self.config.data, split, batch_size=batch_size, seed=seed,
@@ -45,7 +52,6 @@ class SeparationTask:
         from mamba_jax.metrics.separation import sdri, si_snri
 
         ds = pipeline.separation_dataset(self.config.data, "valid", batch_size=1, seed=0)
-        forward = jax.jit(lambda m, x: m(x))
         multiple = int(self.config.train.get("eval_pad_multiple", 4000))
         losses, si_snri_vals, sdri_vals = [], [], []
         it = iter(ds)
@@ -56,7 +62,7 @@ class SeparationTask:
             mix = np.asarray(batch["mix"][:, :n], np.float32)
             ref = np.asarray(batch["sources"][:, :, :n], np.float32)
             padded = -(-n // multiple) * multiple
-            est = np.asarray(forward(model, jnp.asarray(np.pad(mix, ((0, 0), (0, padded - n))))))[:, :, :n]
+            est = np.asarray(eval_step(model, jnp.asarray(np.pad(mix, ((0, 0), (0, padded - n))))))[:, :, :n]
             loss, _ = separation_loss(self.config.loss.name, jnp.asarray(est), jnp.asarray(ref),
                                       threshold_db=None)
             losses.append(float(loss))

@@ -1,4 +1,5 @@
-"""train_and_evaluate end to end on the tiny synthetic corpus: smoke steps, exact resume, NaN stop."""
+"""train_and_evaluate end to end on the tiny synthetic corpus: smoke steps, exact resume, NaN stop (without a
+device-to-host transfer at ordinary steps), skipped all-below-threshold batches, compile-once evaluation."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from mamba_jax.data.synthetic import SyntheticSpec, ensure_corpus
+from mamba_jax.training import tasks
 from mamba_jax.training.defaults import base_config
 from mamba_jax.training.loop import NonFiniteLossError, train_and_evaluate
 
@@ -61,6 +63,110 @@ def test_non_finite_loss_stops_with_the_step(corpus, tmp_path):
     cfg.optim.clip_norm = 0.0
     with pytest.raises(NonFiniteLossError, match=r"at step \d"):
         train_and_evaluate(cfg, tmp_path)
+
+
+class _NanAt:
+    """grain map on the training batches: the ``at``-th batch's mixture becomes NaN; records, as each batch is
+    fetched (the start of a step), how many device-to-host transfers had happened so far."""
+
+    def __init__(self, at: int, transfers: list[int], marks: list[int]):
+        self.at, self.transfers, self.marks, self.n = at, transfers, marks, 0
+
+    def __call__(self, batch: dict) -> dict:
+        self.n += 1
+        self.marks.append(self.transfers[0])
+        if self.n == self.at:
+            batch = dict(batch, mix=np.full_like(batch["mix"], np.nan))
+        return batch
+
+
+class _NanTask(tasks.SeparationTask):
+    def __init__(self, config, corrupt: _NanAt):
+        super().__init__(config)
+        self.corrupt = corrupt
+
+    def dataset(self, split, **kw):
+        ds = super().dataset(split, **kw)
+        return ds.map(self.corrupt) if split == "train" else ds
+
+
+def test_nan_at_a_chosen_step_is_reported_at_the_next_sync_step_without_per_step_transfers(
+        corpus, tmp_path, monkeypatch):
+    from jax._src import array
+
+    transfers = [0]  # every device-to-host read of a jax.Array (float(), np.asarray, device_get, .item())
+    value, to_numpy = array.ArrayImpl._value, array.ArrayImpl.__array__
+
+    def counted_value(self):
+        transfers[0] += 1
+        return value.fget(self)
+
+    def counted_array(self, *a, **k):
+        transfers[0] += 1
+        return to_numpy(self, *a, **k)
+
+    monkeypatch.setattr(array.ArrayImpl, "_value", property(counted_value))
+    monkeypatch.setattr(array.ArrayImpl, "__array__", counted_array)
+    # Sync steps (logging, checkpoint) every 3 steps, no evaluation before step 100; NaN batch at step 5.
+    cfg = tiny_config(corpus, num_steps=8, log_every_steps=3, checkpoint_every_steps=3, eval_every_steps=100)
+    marks: list[int] = []
+    task = _NanTask(cfg, _NanAt(5, transfers, marks))
+    with pytest.raises(NonFiniteLossError, match=r"at step 5 .*stopped at step 6\. The last good checkpoint is step 3"):
+        train_and_evaluate(cfg, tmp_path, task=task)
+    marks.append(transfers[0])
+    per_step = {s: marks[s] - marks[s - 1] for s in range(1, len(marks))}  # transfers made during step s
+    assert sorted(per_step) == [1, 2, 3, 4, 5, 6]  # stopped after step 6, the first sync step after the NaN
+    assert per_step[3] > 0 and per_step[6] > 0  # the counter sees the reads of the sync steps
+    assert [per_step[s] for s in (1, 2, 4, 5)] == [0, 0, 0, 0], per_step  # and nothing at the other steps
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [3]
+    assert sorted(losses(tmp_path)) == [3]
+
+
+def test_all_below_threshold_batches_skip_the_update_and_are_counted(corpus, tmp_path):
+    import jax
+    from flax import nnx
+
+    from mamba_jax.models import build_model
+    from mamba_jax.training.checkpoint import load_params
+
+    cfg = tiny_config(corpus, num_steps=2, checkpoint_every_steps=2, eval_every_steps=2)
+    cfg.loss.threshold_db = 1e4  # every example's loss is below: no example kept
+    train_and_evaluate(cfg, tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["n_kept"], r["skipped_batches"]) for r in rows if "loss" in r] == [(1, 0, 1), (2, 0, 2)]
+    _, params, _, _ = load_params(tmp_path)
+    fresh = nnx.to_pure_dict(nnx.split(build_model(cfg.model, rngs=nnx.Rngs(params=0, dropout=1)), nnx.Param, ...)[1])
+    for x, y in zip(jax.tree.leaves(fresh), jax.tree.leaves(params), strict=True):
+        # The initial weights, untouched (an update would move them by ~lr = 1e-3; eager vs jitted init: 1 ulp).
+        np.testing.assert_allclose(y, np.asarray(x), rtol=1e-6, atol=1e-7)
+
+
+def test_evaluation_compiles_once_across_three_evaluations(corpus, tmp_path, monkeypatch):
+    import jax
+
+    compiles: list[str] = []
+    phase = ["train"]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, _secs, **kw: compiles.append(phase[0]) if event == "/jax/core/compile/backend_compile_duration"
+        else None)
+    evaluate = tasks.SeparationTask.evaluate
+    calls = [0]
+
+    def counted(self, model, **kw):
+        calls[0] += 1
+        phase[0] = f"eval{calls[0]}"
+        try:
+            return evaluate(self, model, **kw)
+        finally:
+            phase[0] = "train"
+
+    monkeypatch.setattr(tasks.SeparationTask, "evaluate", counted)
+    cfg = tiny_config(corpus, num_steps=3, eval_every_steps=1, checkpoint_every_steps=3)
+    cfg.model.n_filters = 12  # a model no other test compiled in this process
+    train_and_evaluate(cfg, tmp_path)
+    assert calls[0] == 3
+    assert compiles.count("eval1") >= 1  # the first evaluation compiles the forward (the counter works)
+    assert compiles.count("eval2") == compiles.count("eval3") == 0, compiles
 
 
 def test_init_from_fine_tunes_from_checkpoint_weights(corpus, tmp_path):
