@@ -20,10 +20,11 @@ from mamba_jax.training.losses import separation_loss
 
 
 @jax.jit
-def eval_step(model, mix: jax.Array) -> jax.Array:
-    """Validation forward ``[B, T] -> [B, S, T]``: module-level, so every evaluation of a run (and every run
-    of the same model) reuses its compilations; one per padded input length."""
-    return model(mix)
+def eval_step(model, mix: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Validation forward ``[B, T] -> [B, S, T]`` of right-padded inputs of ``lengths`` samples (the models make
+    padding inert, so each row equals its unpadded call): module-level, so every evaluation of a run (and every
+    run of the same model) reuses its compilations; one per padded input length."""
+    return model(mix, lengths)
 
 
 class SeparationTask:
@@ -47,7 +48,8 @@ class SeparationTask:
         """Full-length validation utterances, one at a time, on process 0's view of the model.
 
         Inputs are zero-padded to a multiple of ``train.eval_pad_multiple`` samples so only a few lengths
-        compile; metrics are computed on the unpadded part.
+        compile; the model gets the true length, so the padding changes nothing, and metrics are computed on
+        the unpadded part.
         """
         from mamba_jax.metrics.separation import sdri, si_snri
 
@@ -62,7 +64,8 @@ class SeparationTask:
             mix = np.asarray(batch["mix"][:, :n], np.float32)
             ref = np.asarray(batch["sources"][:, :, :n], np.float32)
             padded = -(-n // multiple) * multiple
-            est = np.asarray(eval_step(model, jnp.asarray(np.pad(mix, ((0, 0), (0, padded - n))))))[:, :, :n]
+            est = np.asarray(eval_step(model, jnp.asarray(np.pad(mix, ((0, 0), (0, padded - n)))),
+                                   jnp.asarray([n], jnp.int32)))[:, :, :n]
             loss, _ = separation_loss(self.config.loss.name, jnp.asarray(est), jnp.asarray(ref),
                                       threshold_db=None)
             losses.append(float(loss))
