@@ -313,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mamba-jax`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from mamba_jax.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # before the first compilation; MAMBA_JAX_COMPILATION_CACHE=0 turns it off
     try:
         return int(args.fn(args) or 0)
     except CliError as e:
