@@ -7,7 +7,7 @@ Builds the model from its config (random weights: time does not depend on them),
 ``--seconds`` of noise at the model's rate, runs it warm, then records ``--runs`` calls with
 ``jax.profiler`` and reads the per-thunk events of the XLA CPU runtime back (``jax.profiler.ProfileData``).
 Each top-level HLO op is put in a family from the compiled HLO: ``scan`` (``while`` loops: the selective
-scans, everything inside them included), ``convolution``, ``matmul`` (``dot`` and XNNPACK dot fusions),
+scans, everything inside them included), ``convolution``, ``matmul`` (``dot`` and fusions holding one, e.g. a LayerNorm fused into ``in_proj``),
 ``layout copy`` (``copy``/``transpose`` and fusions whose root is one), ``elementwise`` (other loop/input
 fusions: norms, activations, gating, reductions) and ``other``. Wall time is ``time.perf_counter`` around
 the same calls; ops of the two CPU threads can overlap, so the families may sum to more or less than it.
@@ -56,10 +56,10 @@ def _opcodes(hlo_text: str) -> dict[str, str]:
             if opcode == "fusion":
                 calls = re.search(r"calls=%?([\w.\-]+)", rhs)
                 root = root_of.get(calls.group(1), "?") if calls else "?"
-                kind = re.search(r"kind=(\w+)", rhs)
-                if root in ("dot",) or (kind and kind.group(1) == "kOutput" and root == "dot"):
+                body = comps.get(calls.group(1), []) if calls else []
+                if any(" dot(" in b for b in body):  # XNNPACK/YNNPACK dots with fused prologue/epilogue
                     fam[name] = "matmul"
-                elif root == "convolution":
+                elif any(" convolution(" in b for b in body):
                     fam[name] = "convolution"
                 elif root in ("copy", "transpose"):
                     fam[name] = "layout copy"
@@ -94,7 +94,7 @@ def _family(op: str, fam: dict[str, str]) -> str:
     return "other"
 
 
-def profile(config_spec: str, seconds: float, runs: int) -> dict:
+def profile(config_spec: str, seconds: float, runs: int, keep_hlo: bool = False) -> dict:
     import jax
     import numpy as np
     from flax import nnx
@@ -148,7 +148,10 @@ def profile(config_spec: str, seconds: float, runs: int) -> dict:
     n_while = sum(1 for f in fam.values() if f == "scan")
     return dict(config=config_spec, seconds=seconds, runs=runs, wall_s=round(wall, 3), rtf=round(wall / seconds, 3),
                 families_s={f: round(by_family.get(f, 0.0), 3) for f in FAMILIES}, while_loops=n_while,
-                top_ops=[(op, round(ns / 1e9 / runs, 4), _family(op, fam)) for op, ns in per_op.most_common(8)])
+                top_ops=[(op, round(ns / 1e9 / runs, 4), _family(op, fam)) for op, ns in per_op.most_common(8)],
+                top_non_scan=[(op, round(ns / 1e9 / runs, 4), _family(op, fam)) for op, ns in per_op.most_common()
+                              if _family(op, fam) != "scan"][:12],
+                hlo=compiled.as_text() if keep_hlo else None)
 
 
 def main() -> None:
@@ -157,8 +160,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--hlo", default=None, help="write each model's compiled HLO to HLO.<i>.txt")
     args = ap.parse_args()
-    rows = [profile(c, args.seconds, args.runs) for c in args.configs]
+    rows = [profile(c, args.seconds, args.runs, keep_hlo=bool(args.hlo)) for c in args.configs]
+    if args.hlo:
+        for i, r in enumerate(rows):
+            with open(f"{args.hlo}.{i}.txt", "w") as f:
+                f.write(r.pop("hlo"))
     print("| model | wall s | RTF | " + " | ".join(FAMILIES) + " |")
     print("|---|---|---|" + "---|" * len(FAMILIES))
     for r in rows:
@@ -166,6 +174,7 @@ def main() -> None:
         print(f"| {r['config']} | {r['wall_s']:.3f} | {r['rtf']:.3f} | {fams} |")
     for r in rows:
         print(r["config"], "top ops:", r["top_ops"])
+        print(r["config"], "top ops outside scans:", r["top_non_scan"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
