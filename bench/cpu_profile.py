@@ -8,8 +8,8 @@ Builds the model from its config (random weights: time does not depend on them),
 ``jax.profiler`` and reads the per-thunk events of the XLA CPU runtime back (``jax.profiler.ProfileData``).
 Each top-level HLO op is put in a family from the compiled HLO: ``scan`` (``while`` loops: the selective
 scans, everything inside them included), ``convolution``, ``matmul`` (``dot`` and fusions holding one,
-e.g. a LayerNorm fused into ``in_proj``), ``layout copy`` (``copy``/``transpose`` and fusions whose root is one), ``elementwise`` (other loop/input
-fusions: norms, activations, gating, reductions) and ``other``. Wall time is ``time.perf_counter`` around
+e.g. a LayerNorm fused into ``in_proj``), ``layout copy`` (``copy``/``transpose`` and fusions whose root is
+one), ``elementwise`` (other fusions: norms, activations, gating, reductions) and ``other``. Wall time is ``time.perf_counter`` around
 the same calls; ops of the two CPU threads can overlap, so the families may sum to more or less than it.
 
 Memory: the trace holds one event per op of every scan step (hundreds of thousands per call), ~10 GB of
