@@ -9,8 +9,9 @@ Builds the model from its config (random weights: time does not depend on them),
 Each top-level HLO op is put in a family from the compiled HLO: ``scan`` (``while`` loops: the selective
 scans, everything inside them included), ``convolution``, ``matmul`` (``dot`` and fusions holding one,
 e.g. a LayerNorm fused into ``in_proj``), ``layout copy`` (``copy``/``transpose`` and fusions whose root is
-one), ``elementwise`` (other fusions: norms, activations, gating, reductions) and ``other``. Wall time is ``time.perf_counter`` around
-the same calls; ops of the two CPU threads can overlap, so the families may sum to more or less than it.
+one), ``elementwise`` (other fusions: norms, activations, gating, reductions) and ``other``. Wall time is
+``time.perf_counter`` around the same calls; ops of the two CPU threads can overlap, so the families may sum
+to more or less than it.
 
 Memory: the trace holds one event per op of every scan step (hundreds of thousands per call), ~10 GB of
 RSS for SepMamba-S on 4 s with ``--runs 2``; keep ``--runs`` and ``--seconds`` small.
