@@ -150,11 +150,18 @@ def main() -> None:
     try:
         for model in args.models:
             for seconds in args.seconds:
-                workers = {k: Worker(t, model, seconds) for k, t in trees.items()}
-                times = {k: [] for k in trees}
-                for _ in range(args.repeats):
-                    for k, w in workers.items():
-                        times[k].append(w.run())
+                workers = {}
+                try:
+                    for k, t in trees.items():
+                        workers[k] = Worker(t, model, seconds)
+                    times = {k: [] for k in trees}
+                    for _ in range(args.repeats):
+                        for k, w in workers.items():
+                            times[k].append(w.run())
+                except BaseException:
+                    for w in workers.values():
+                        w.proc.kill()
+                    raise
                 for k, w in workers.items():
                     w.close()
                     med = statistics.median(times[k])
