@@ -452,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mamba-jax`` console script; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False) or verbose_requested([])
+    from mamba_jax.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # before the first compilation; MAMBA_JAX_COMPILATION_CACHE=0 turns it off
     try:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import pytest
+
+# The CLI and Separator.from_checkpoint turn on a persistent compilation cache under ~/.cache; tests stay hermetic.
+os.environ.setdefault("MAMBA_JAX_COMPILATION_CACHE", "0")
 
 
 def _has_gpu() -> bool:

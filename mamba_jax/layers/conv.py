@@ -10,6 +10,17 @@ from mamba_jax.layers.init import torch_default
 from mamba_jax.typing import Array, Float
 
 
+def _depthwise(xp: Float[Array, "B Lp E"], w: Float[Array, "K E"], length: int) -> Float[Array, "B L E"]:
+    """``y[:, t] = sum_k w[k] * xp[:, t + k]`` for ``t < length``, as K shifted multiply-adds.
+
+    XLA's CPU depthwise convolution (``feature_group_count = E``) took ~0.5 s per Mamba mixer on 4 s of audio
+    (BENCHMARKS.md, CPU profile); the shifted sum is one elementwise fusion. fp32 products and sums."""
+    y = xp[:, 0:length, :] * w[0]
+    for k in range(1, w.shape[0]):
+        y = y + xp[:, k:k + length, :] * w[k]
+    return y
+
+
 class DepthwiseConv1d(nnx.Module):
     """Depthwise conv over time: ``y[t, e] = b[e] + sum_k w[k, e] * x_pad[t + k, e]``.
 
@@ -27,13 +38,9 @@ class DepthwiseConv1d(nnx.Module):
 
     def __call__(self, x: Float[Array, "B L E"]) -> Float[Array, "B L E"]:
         w = self.weight[...].astype(x.dtype)
-        e = x.shape[-1]
-        y = jax.lax.conv_general_dilated(
-            x, w[:, None, :],  # [K, 1, E]: spatial, in-per-group, out
-            window_strides=(1,), padding=[self.padding],
-            dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=e,
-            precision=jax.lax.Precision.HIGHEST,
-        )  # [B, L', E]
+        left, right = self.padding
+        xp = jnp.pad(x, ((0, 0), (left, right), (0, 0)))
+        y = _depthwise(xp, w, xp.shape[1] - self.kernel_size + 1)  # [B, L', E]
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y
@@ -57,12 +64,7 @@ class CausalConv1d(DepthwiseConv1d):
         """Convolve ``x`` given the previous ``K-1`` inputs; returns the output and the next state."""
         k = self.kernel_size
         xs = jnp.concatenate([state.astype(x.dtype), x], axis=1)  # [B, K-1+L, E]
-        w = self.weight[...].astype(x.dtype)
-        y = jax.lax.conv_general_dilated(
-            xs, w[:, None, :], window_strides=(1,), padding=[(0, 0)],
-            dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=x.shape[-1],
-            precision=jax.lax.Precision.HIGHEST,
-        )  # [B, L, E]
+        y = _depthwise(xs, self.weight[...].astype(x.dtype), x.shape[1])  # [B, L, E]
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y, xs[:, xs.shape[1] - (k - 1):, :]

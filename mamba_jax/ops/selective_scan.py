@@ -168,13 +168,14 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> int:
 
 
 def _chunk_step_sequential(h, xs, A):
-    """One chunk, step by step. h: [B, G, Eg, N]; xs time-major chunk tensors."""
+    """One chunk, step by step. h: [B, G, N, Eg] (channels last: the per-step work is N vector rows of Eg
+    channels and the C contraction a sum of N rows, no dot); A: [G, N, Eg]; xs time-major chunk tensors."""
     dt_c, dtu_c, b_c, c_c = xs  # [T, B, G, Eg], [T, B, G, Eg], [T, B, G, N], [T, B, G, N]
 
     def step(h, x):
         dt, dtu, bt, ct = x
-        h = jnp.exp(dt[..., None] * A) * h + dtu[..., None] * bt[:, :, None, :]  # [B, G, Eg, N]
-        y = jnp.einsum("bgen,bgn->bge", h, ct, precision=_HI)  # [B, G, Eg]
+        h = jnp.exp(dt[:, :, None, :] * A) * h + dtu[:, :, None, :] * bt[..., None]  # [B, G, N, Eg]
+        y = jnp.sum(h * ct[..., None], axis=2)  # [B, G, Eg]
         return h, y
 
     return jax.lax.scan(step, h, (dt_c, dtu_c, b_c, c_c))
@@ -212,9 +213,15 @@ def _scan_jax(delta, dtu, A, B, C, h0, *, chunk: int, associative: bool):
         x = jnp.moveaxis(x, 1, 0)
         return x.reshape((n_chunks, chunk) + x.shape[1:])
 
-    inner = _chunk_step_associative if associative else _chunk_step_sequential
+    if associative:
+        inner = _chunk_step_associative
+    else:  # the sequential loop keeps its state as [B, G, N, Eg] (measured ~2x faster per step on CPU)
+        inner = _chunk_step_sequential
+        A, h0 = jnp.swapaxes(A, -1, -2), jnp.swapaxes(h0, -1, -2)
     body = jax.checkpoint(functools.partial(inner, A=A), prevent_cse=False)
     h_last, ys = jax.lax.scan(body, h0, tuple(map(to_chunks, (delta, dtu, B, C))))
+    if not associative:
+        h_last = jnp.swapaxes(h_last, -1, -2)
     ys = ys.reshape((n_chunks * chunk, bsz, g, eg))[:l]  # [L, B, G, Eg]
     return jnp.moveaxis(ys, 0, 1), h_last
 
