@@ -188,14 +188,28 @@ def _inputs(b, l, e, g, dtype, full, n=16):
     return x
 
 
+def program(selective_scan, cfg, *, full: bool, backward: bool):
+    """The function of the inputs dict whose kernels are captured: the scan (with D, z, delta_bias and softplus
+    when ``full``) compiled for the GPU with ``cfg``, and with ``backward`` its VJP for a ones cotangent."""
+    import jax
+    import jax.numpy as jnp
+
+    def fwd(x):
+        kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True) if full else {}
+        return selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, interpret=False, block_config=cfg)
+
+    def fwd_bwd(x):
+        out, vjp = jax.vjp(fwd, x)
+        return vjp(jnp.ones(out.shape, out.dtype))
+
+    return fwd_bwd if backward else fwd
+
+
 def collect(repo: str, with_backward: bool = True, overrides: dict | None = None) -> list[dict]:
     """Compiles every kernel variant of the checkout at ``repo`` and returns one row per kernel.
 
     overrides: BlockConfig fields to change from the defaults."""
     sys.path.insert(0, repo)
-    import jax
-    import jax.numpy as jnp
-
     from kernels.selective_scan import BlockConfig, selective_scan
 
     cfg = BlockConfig(**(overrides or {}))
@@ -203,18 +217,7 @@ def collect(repo: str, with_backward: bool = True, overrides: dict | None = None
     with tempfile.TemporaryDirectory() as tmp:
         for label, spec in _cases():
             x = _inputs(**spec)
-            full = spec["full"]
-
-            def fwd(x, full=full):
-                kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True) if full else {}
-                return selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, interpret=False,
-                                      block_config=cfg)
-
-            def fwd_bwd(x, fwd=fwd):
-                out, vjp = jax.vjp(fwd, x)
-                return vjp(jnp.ones(out.shape, out.dtype))
-
-            kernels = capture(fwd_bwd if with_backward else fwd, x)
+            kernels = capture(program(selective_scan, cfg, full=spec["full"], backward=with_backward), x)
             seen = set()
             for k in kernels:
                 if k.name in seen:

@@ -13,8 +13,6 @@ import os
 import sys
 import tempfile
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from kernels.selective_scan import BlockConfig, selective_scan
@@ -59,17 +57,7 @@ def compiled():
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec, backward, cfg in VARIANTS:
             x = kr._inputs(**spec)
-
-            def fwd(x, full=spec["full"], cfg=cfg):
-                kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True) if full else {}
-                return selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], **kw, interpret=False,
-                                      block_config=cfg)
-
-            def fwd_bwd(x, fwd=fwd):
-                out, vjp = jax.vjp(fwd, x)
-                return vjp(jnp.ones(out.shape, out.dtype))
-
-            kernels = kr.capture(fwd_bwd if backward else fwd, x)
+            kernels = kr.capture(kr.program(selective_scan, cfg, full=spec["full"], backward=backward), x)
             assert kernels, name
             for k in kernels:
                 c = kr.compile_sm90(k, tmp)  # raises on a compile error
