@@ -1,0 +1,282 @@
+"""Learning curves on the embedded synthetic corpus: one command per run, CPU-sized (issue 20).
+
+    .venv/bin/python bench/learning.py --list
+    taskset -c 0 .venv/bin/python bench/learning.py sepmamba --workdir runs/learning/sepmamba
+    taskset -c 0 .venv/bin/python bench/learning.py mambatasnet --workdir runs/learning/mambatasnet
+
+Each run is a ``configs/*.py[:ARG]`` file plus the explicit overrides listed in its :class:`Run` below (no
+config variants of its own), trained with the project's training loop (``train_and_evaluate``: the same code
+as ``train.py``), validated during training on the ``valid`` split (unseen synthetic speakers: the embedded
+corpus's train, valid and test speakers are disjoint, ``mamba_jax/data/synthetic.py``), then tested on the
+whole ``test`` split by loading the trained checkpoint back through the inference API (``Separator`` +
+``evaluate_separation``, what ``mamba-jax evaluate`` runs; ``Transcriber`` + ``evaluate_asr`` for ASR runs).
+
+Files under ``--workdir``: the training run's own (``checkpoints/``, ``metrics.jsonl``, TensorBoard events),
+``learning.json`` (the run, its overrides, every metric record over the steps, the final test summary, wall
+time and the process CPU time) and ``curve.png`` (training loss and validation metrics against steps).
+Re-running the same command resumes training from the last checkpoint (then the times cover that call only).
+
+``--set a.b=value`` adds overrides after the run's own (tuning); ``--smoke`` shrinks a run to a few steps of a
+tiny model (``tests/test_learning.py`` runs every run that way). Results and conditions: BENCHMARKS.md,
+"Learning curves".
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import resource
+import sys
+import time
+from collections.abc import Callable
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One learning run: ``config`` (``configs/NAME.py[:ARG]``) with ``overrides`` (dotted keys; a key the config
+    lacks is added, e.g. a model field the config file leaves at the model's default), the final ``test``
+    (``(workdir, config, smoke) -> summary dict``), the metrics the curve plots, and ``smoke`` overrides that make
+    it a few-step run of a tiny model (for the fast test)."""
+
+    name: str
+    config: str
+    overrides: dict
+    test: Callable[[pathlib.Path, object, bool], dict]
+    curve: tuple[str, ...]  # validation metrics (``val_*`` keys of metrics.jsonl) drawn beside the training loss
+    smoke: dict
+    about: str = ""
+
+
+RUNS: dict[str, Run] = {}
+
+
+def register(run: Run) -> Run:
+    if run.name in RUNS:
+        raise ValueError(f"run {run.name!r} defined twice")
+    RUNS[run.name] = run
+    return run
+
+
+# ---- separation --------------------------------------------------------------------------------------------
+
+def separation_test(workdir: pathlib.Path, config, smoke: bool) -> dict:
+    """SI-SNRi / SDRi (and PESQ, STOI) on the whole ``test`` split (unseen speakers), each mixture separated
+    whole, from the checkpoint loaded back by ``Separator.from_checkpoint``."""
+    from mamba_jax.inference import Separator
+    from mamba_jax.inference.evaluate import evaluate_separation
+
+    sep = Separator.from_checkpoint(workdir, scan_impl=config.model.scan_impl)
+    summary, _ = evaluate_separation(sep, config, split="test", out_dir=workdir / "test",
+                                     max_utterances=2 if smoke else None, n_plots=0 if smoke else 2,
+                                     perceptual=not smoke, progress=False, checkpoint=str(workdir),
+                                     step=latest_step(workdir))
+    return summary
+
+
+SEPARATION_SMOKE = {"train.num_steps": 2, "train.eval_every_steps": 2, "train.checkpoint_every_steps": 2,
+                    "train.log_every_steps": 1, "train.eval_batches": 1, "data.segment_seconds": 0.5,
+                    "train.batch_size": 1}
+
+
+def separation_runs() -> None:
+    register(Run(
+        name="sepmamba",
+        config="configs/sepmamba_s.py",
+        overrides={"model.dim": 32, "model.num_blocks": 1, "model.scan_impl": "sequential",
+                   "train.batch_size": 4, "data.segment_seconds": 1.0, "optim.lr": 2e-3,
+                   "train.num_steps": 2000, "train.eval_every_steps": 250, "train.checkpoint_every_steps": 250,
+                   "train.log_every_steps": 25, "train.eval_batches": 20, "data.items_per_epoch": 2_000},
+        test=separation_test, curve=("val_si_snri", "val_sdri"),
+        smoke=dict(SEPARATION_SMOKE, **{"model.dim": 8}),
+        about="narrow SepMamba (PLACEHOLDER: being tuned)"))
+    register(Run(
+        name="mambatasnet",
+        config="configs/mambatasnet_s.py",
+        overrides={"model.n_filters": 64, "model.n_layer": 4, "model.scan_impl": "sequential",
+                   "train.batch_size": 4, "data.segment_seconds": 1.0, "optim.lr": 2e-3,
+                   "optim.warmup_steps": 100, "train.num_steps": 2000, "train.eval_every_steps": 250,
+                   "train.checkpoint_every_steps": 250, "train.log_every_steps": 25, "train.eval_batches": 20,
+                   "data.items_per_epoch": 2_000},
+        test=separation_test, curve=("val_si_snri", "val_sdri"),
+        smoke=dict(SEPARATION_SMOKE, **{"model.n_filters": 16, "model.n_layer": 2, "optim.warmup_steps": 1}),
+        about="narrow Mamba-TasNet (PLACEHOLDER: being tuned)"))
+
+
+separation_runs()
+
+# ---- ASR ---------------------------------------------------------------------------------------------------
+# (ASR runs: defined in their own functions, registered here.)
+
+
+# ---- the command -------------------------------------------------------------------------------------------
+
+def load_config(spec: str):
+    path, _, arg = spec.partition(":")
+    mod_spec = importlib.util.spec_from_file_location("_learning_config", REPO / path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return mod.get_config(arg or None)
+
+
+def apply_overrides(config, overrides: dict) -> None:
+    """Sets dotted keys on ``config`` (unlocked); an unknown section is an error, an unknown leaf is added."""
+    for key, value in overrides.items():
+        *path, leaf = key.split(".")
+        node = config
+        for p in path:
+            if p not in node:
+                raise KeyError(f"override {key!r}: no section {p!r} in the config")
+            node = node[p]
+        node[leaf] = value
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
+def build_config(run: Run, extra: dict | None = None, smoke: bool = False):
+    config = load_config(run.config)
+    config.unlock()
+    apply_overrides(config, run.overrides)
+    if smoke:
+        apply_overrides(config, run.smoke)
+    apply_overrides(config, extra or {})
+    config.lock()
+    return config
+
+
+def latest_step(workdir: pathlib.Path) -> int | None:
+    """The newest step folder under ``workdir/checkpoints`` (what ``from_checkpoint`` loads)."""
+    steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
+    return max(steps, default=None)
+
+
+def read_metrics(workdir: pathlib.Path) -> list[dict]:
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def plot_curve(rows: list[dict], path: pathlib.Path, title: str, curve: tuple[str, ...]) -> None:
+    """Training loss (left) and the validation metrics (right) against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.6))
+    train = [(r["step"], r["loss"]) for r in rows if isinstance(r.get("loss"), float)]
+    if train:
+        ax_loss.plot(*zip(*train), lw=1, label="train loss")
+    val_loss = [(r["step"], r["val_loss"]) for r in rows if isinstance(r.get("val_loss"), float)]
+    if val_loss:
+        ax_loss.plot(*zip(*val_loss), "o-", ms=3, label="valid loss")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend(fontsize=8)
+    ax_loss.grid(alpha=0.3)
+    for key in curve:
+        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), float)]
+        if pts:
+            ax_val.plot(*zip(*pts), "o-", ms=3, label=key.removeprefix("val_"))
+    ax_val.set_xlabel("step")
+    ax_val.set_title("validation (unseen speakers)", fontsize=9)
+    ax_val.legend(fontsize=8)
+    ax_val.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its waited-for children (grain workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_learning(name: str, workdir: str | pathlib.Path, *, extra: dict | None = None, smoke: bool = False,
+                 test: bool = True, plot: bool = True) -> dict:
+    """Trains run ``name`` in ``workdir``, tests the checkpoint, writes ``learning.json`` (+ ``curve.png``)."""
+    from absl import flags, logging
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    logging.set_verbosity(logging.WARNING)
+    from mamba_jax.training.loop import train_and_evaluate
+
+    run = RUNS[name]
+    workdir = pathlib.Path(workdir)
+    config = build_config(run, extra, smoke)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    final_train = train_and_evaluate(config, workdir)
+    train_wall, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    summary = run.test(workdir, config, smoke) if test else None
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    rows = read_metrics(workdir)
+    import os
+
+    result = dict(run=name, about=run.about, config=run.config, overrides=run.overrides,
+                  extra_overrides=extra or {}, smoke=smoke, command=" ".join(sys.argv), commit=git_commit(),
+                  started_utc=started, cpus=sorted(os.sched_getaffinity(0)),
+                  train_wall_s=round(train_wall, 1), train_cpu_s=round(train_cpu, 1),
+                  wall_s=round(wall, 1), cpu_s=round(cpu, 1), final_train_metrics=final_train,
+                  test=summary, metrics=rows)
+    (workdir / "learning.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    if plot:
+        plot_curve(rows, workdir / "curve.png", f"{name}: {run.config} + overrides ({result['commit']})", run.curve)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", nargs="?", choices=sorted(RUNS), help="the run to train")
+    p.add_argument("--workdir", help="run folder (default: runs/learning/RUN)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
+    p.add_argument("--smoke", action="store_true", help="a few steps of a tiny model (tests)")
+    p.add_argument("--no-test", action="store_true", help="skip the final test-split evaluation")
+    p.add_argument("--list", action="store_true", help="list the runs and their overrides")
+    args = p.parse_args(argv)
+    if args.list or not args.run:
+        for run in RUNS.values():
+            print(f"{run.name}: {run.config} {json.dumps(run.overrides)}  # {run.about}")
+        return 0
+    workdir = pathlib.Path(args.workdir or f"runs/learning/{args.run}")
+    result = run_learning(args.run, workdir, extra=parse_set(args.set), smoke=args.smoke, test=not args.no_test)
+    keep = {k: v for k, v in result.items() if k not in ("metrics",)}
+    print(json.dumps(keep, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
