@@ -225,21 +225,42 @@ def cpu_seconds() -> float:
 
 
 def run_learning(name: str, workdir: str | pathlib.Path, *, extra: dict | None = None, smoke: bool = False,
-                 test: bool = True, plot: bool = True) -> dict:
-    """Trains run ``name`` in ``workdir``, tests the checkpoint, writes ``learning.json`` (+ ``curve.png``)."""
+                 test: bool = True, plot: bool = True, max_minutes: float | None = None) -> dict:
+    """Trains run ``name`` in ``workdir``, tests the checkpoint, writes ``learning.json`` (+ ``curve.png``).
+
+    ``max_minutes``: stop training then (checkpoint of the current step, recorded as ``stopped_at_step``) and
+    test that checkpoint; the runs' step counts are sized to finish before it."""
     from absl import flags, logging
 
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
     logging.set_verbosity(logging.WARNING)
-    from mamba_jax.training.loop import train_and_evaluate
+    from mamba_jax.training.loop import TrainingInterrupted, train_and_evaluate
 
     run = RUNS[name]
     workdir = pathlib.Path(workdir)
     config = build_config(run, extra, smoke)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0, c0 = time.perf_counter(), cpu_seconds()
-    final_train = train_and_evaluate(config, workdir)
+    stopped_at = None
+    timer = None
+    if max_minutes:  # a safety net: SIGTERM makes the loop checkpoint the current step and stop
+        import os
+        import signal
+        import threading
+
+        timer = threading.Timer(max_minutes * 60, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+    try:
+        final_train = train_and_evaluate(config, workdir)
+    except TrainingInterrupted as e:
+        if timer is None or timer.is_alive():  # a real Ctrl-C / SIGTERM from outside
+            raise
+        stopped_at, final_train = e.step, {}
+    finally:
+        if timer is not None:
+            timer.cancel()
     train_wall, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     summary = run.test(workdir, config, smoke) if test else None
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
@@ -249,7 +270,8 @@ def run_learning(name: str, workdir: str | pathlib.Path, *, extra: dict | None =
     result = dict(run=name, about=run.about, config=run.config, overrides=run.overrides,
                   extra_overrides=extra or {}, smoke=smoke, command=" ".join(sys.argv), commit=git_commit(),
                   started_utc=started, cpus=sorted(os.sched_getaffinity(0)),
-                  train_wall_s=round(train_wall, 1), train_cpu_s=round(train_cpu, 1),
+                  max_minutes=max_minutes, stopped_at_step=stopped_at, train_wall_s=round(train_wall, 1),
+                  train_cpu_s=round(train_cpu, 1),
                   wall_s=round(wall, 1), cpu_s=round(cpu, 1), final_train_metrics=final_train,
                   test=summary, metrics=rows)
     (workdir / "learning.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
@@ -265,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
     p.add_argument("--smoke", action="store_true", help="a few steps of a tiny model (tests)")
     p.add_argument("--no-test", action="store_true", help="skip the final test-split evaluation")
+    p.add_argument("--max-minutes", type=float, default=55.0,
+                   help="stop training after this many minutes and test the checkpoint (default 55, leaving time for the test; 0: no limit)")
     p.add_argument("--list", action="store_true", help="list the runs and their overrides")
     args = p.parse_args(argv)
     if args.list or not args.run:
@@ -272,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run.name}: {run.config} {json.dumps(run.overrides)}  # {run.about}")
         return 0
     workdir = pathlib.Path(args.workdir or f"runs/learning/{args.run}")
-    result = run_learning(args.run, workdir, extra=parse_set(args.set), smoke=args.smoke, test=not args.no_test)
+    result = run_learning(args.run, workdir, extra=parse_set(args.set), smoke=args.smoke, test=not args.no_test,
+                          max_minutes=args.max_minutes or None)
     keep = {k: v for k, v in result.items() if k not in ("metrics",)}
     print(json.dumps(keep, indent=1, default=str))
     return 0
