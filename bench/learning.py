@@ -107,8 +107,8 @@ def separation_runs() -> None:
         name="mambatasnet",
         config="configs/mambatasnet_s.py",
         overrides=dict(common, **{"model.n_filters": 128, "model.n_layer": 4, "optim.warmup_steps": 100,
-                                  "train.num_steps": 900, "train.eval_every_steps": 150,
-                                  "train.checkpoint_every_steps": 150}),
+                                  "train.num_steps": 600, "train.eval_every_steps": 100,
+                                  "train.checkpoint_every_steps": 100}),
         test=separation_test, curve=("val_si_snri", "val_sdri"),
         smoke=dict(SEPARATION_SMOKE, **{"model.n_filters": 16, "model.n_layer": 2, "optim.warmup_steps": 1}),
         about="Mamba-TasNet with 128 filters and 4 layers, 4 x 0.5 s crops"))
