@@ -179,30 +179,42 @@ def read_metrics(workdir: pathlib.Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
-def plot_curve(rows: list[dict], path: pathlib.Path, title: str, curve: tuple[str, ...]) -> None:
-    """Training loss (left) and the validation metrics (right) against steps."""
+def plot_curve(rows: list[dict], path: pathlib.Path, title: str, curve: tuple[str, ...],
+               test: dict | None = None) -> None:
+    """Training loss (left: each logged batch, faint, and its running mean over 8 logs) and the validation
+    metrics (right) against steps; the final test figures as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.6))
     train = [(r["step"], r["loss"]) for r in rows if isinstance(r.get("loss"), float)]
     if train:
-        ax_loss.plot(*zip(*train), lw=1, label="train loss")
+        steps, loss = (np.asarray(v) for v in zip(*train))
+        ax_loss.plot(steps, loss, lw=0.8, alpha=0.35, color="C0", label="train loss (one batch)")
+        k = min(8, len(loss))
+        ax_loss.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), lw=1.5, color="C0",
+                     label=f"train loss (mean of {k} logs)")
     val_loss = [(r["step"], r["val_loss"]) for r in rows if isinstance(r.get("val_loss"), float)]
     if val_loss:
-        ax_loss.plot(*zip(*val_loss), "o-", ms=3, label="valid loss")
+        ax_loss.plot(*zip(*val_loss), "o-", ms=3, color="C1", label="valid loss")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss")
     ax_loss.legend(fontsize=8)
     ax_loss.grid(alpha=0.3)
-    for key in curve:
+    for i, key in enumerate(curve):
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), float)]
         if pts:
-            ax_val.plot(*zip(*pts), "o-", ms=3, label=key.removeprefix("val_"))
+            ax_val.plot(*zip(*pts), "o-", ms=3, color=f"C{i + 2}", label=f"valid {key.removeprefix('val_')}")
+        name = key.removeprefix("val_")
+        if test and isinstance(test.get(name), float):
+            ax_val.axhline(test[name], ls="--", lw=1, color=f"C{i + 2}",
+                           label=f"test {name} {test[name]:.2f} ({test.get('utterances')} utt.)")
     ax_val.set_xlabel("step")
-    ax_val.set_title("validation (unseen speakers)", fontsize=9)
+    ax_val.set_ylabel("dB")
+    ax_val.set_title("unseen speakers", fontsize=9)
     ax_val.legend(fontsize=8)
     ax_val.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
@@ -282,8 +294,16 @@ def run_learning(name: str, workdir: str | pathlib.Path, *, extra: dict | None =
                   test=summary, metrics=rows)
     (workdir / "learning.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     if plot:
-        plot_curve(rows, workdir / "curve.png", f"{name}: {run.config} + overrides ({result['commit']})", run.curve)
+        replot(workdir)
     return result
+
+
+def replot(workdir: str | pathlib.Path) -> None:
+    """Draws ``curve.png`` from the run's ``learning.json``."""
+    workdir = pathlib.Path(workdir)
+    result = json.loads((workdir / "learning.json").read_text())
+    title = f"{result['run']}: {result['config']} + overrides, commit {result['commit']}"
+    plot_curve(result["metrics"], workdir / "curve.png", title, RUNS[result["run"]].curve, result.get("test"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-test", action="store_true", help="skip the final test-split evaluation")
     p.add_argument("--max-minutes", type=float, default=55.0,
                    help="stop training after this many minutes and test the checkpoint (default 55, leaving time for the test; 0: no limit)")
+    p.add_argument("--replot", action="store_true", help="only redraw curve.png from --workdir's learning.json")
     p.add_argument("--list", action="store_true", help="list the runs and their overrides")
     args = p.parse_args(argv)
     if args.list or not args.run:
@@ -302,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run.name}: {run.config} {json.dumps(run.overrides)}  # {run.about}")
         return 0
     workdir = pathlib.Path(args.workdir or f"runs/learning/{args.run}")
+    if args.replot:
+        replot(workdir)
+        return 0
     result = run_learning(args.run, workdir, extra=parse_set(args.set), smoke=args.smoke, test=not args.no_test,
                           max_minutes=args.max_minutes or None)
     keep = {k: v for k, v in result.items() if k not in ("metrics",)}
