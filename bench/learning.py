@@ -259,6 +259,7 @@ def run_learning(name: str, workdir: str | pathlib.Path, *, extra: dict | None =
     workdir = pathlib.Path(workdir)
     config = build_config(run, extra, smoke)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    commit = git_commit()  # the code that trains (taken before, not after, the run)
     t0, c0 = time.perf_counter(), cpu_seconds()
     stopped_at = None
     timer = None
@@ -286,7 +287,7 @@ def run_learning(name: str, workdir: str | pathlib.Path, *, extra: dict | None =
     import os
 
     result = dict(run=name, about=run.about, config=run.config, overrides=run.overrides,
-                  extra_overrides=extra or {}, smoke=smoke, command=" ".join(sys.argv), commit=git_commit(),
+                  extra_overrides=extra or {}, smoke=smoke, command=" ".join(sys.argv), commit=commit,
                   started_utc=started, cpus=sorted(os.sched_getaffinity(0)),
                   max_minutes=max_minutes, stopped_at_step=stopped_at, train_wall_s=round(train_wall, 1),
                   train_cpu_s=round(train_cpu, 1),
