@@ -111,7 +111,17 @@ def separation_runs() -> None:
 separation_runs()
 
 # ---- ASR ---------------------------------------------------------------------------------------------------
-# (ASR runs: defined in their own functions, registered here.)
+# (ASR runs: defined in bench/learning_asr.py, registered here.)
+
+def asr_runs() -> None:
+    spec = importlib.util.spec_from_file_location("_learning_asr", pathlib.Path(__file__).with_name("learning_asr.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for run in mod.asr_runs(Run):
+        register(run)
+
+
+asr_runs()
 
 
 # ---- the command -------------------------------------------------------------------------------------------
