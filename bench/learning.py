@@ -128,6 +128,8 @@ asr_runs()
 
 def load_config(spec: str):
     path, _, arg = spec.partition(":")
+    if str(REPO) not in sys.path:  # configs import each other (``from configs.conmamba_large import ...``)
+        sys.path.insert(0, str(REPO))
     mod_spec = importlib.util.spec_from_file_location("_learning_config", REPO / path)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)

@@ -44,7 +44,8 @@ def asr_test(workdir: pathlib.Path, config, smoke: bool) -> dict:
     from mamba_jax.inference import Transcriber
     from mamba_jax.inference.evaluate import evaluate_asr
 
-    asr = Transcriber.from_checkpoint(workdir, scan_impl=config.model.scan_impl)
+    asr = Transcriber.from_checkpoint(workdir, scan_impl=config.model.scan_impl)  # the latest checkpoint
+    step = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     base = asr.config
     beam = int(base.decoding.get("test_beam_size", base.decoding.beam_size))
     out: dict = {}
@@ -56,7 +57,7 @@ def asr_test(workdir: pathlib.Path, config, smoke: bool) -> dict:
         summary, _ = evaluate_asr(asr, cfg, split="test", method=method,
                                   beam_size=None if method == "ctc_greedy" else beam,
                                   out_dir=workdir / "test" / label, max_utterances=2 if smoke else None,
-                                  progress=False, checkpoint=str(workdir))
+                                  progress=False, checkpoint=str(workdir), step=step)
         summary["ctc_weight"] = float(cfg.decoding.ctc_weight) if method == "joint" else None
         out[label] = summary
     asr.config = base
