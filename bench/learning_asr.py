@@ -95,10 +95,11 @@ def asr_runs(Run) -> list:  # noqa: N803 (the Run class of bench/learning.py)
         "model.conv_kernel_size": 15,
         "optim.lr": 2e-3, "optim.warmup_steps": 150,
         "recipe.max_batch_seconds": 24.0,
-        "train.num_steps": 1000, "train.eval_every_steps": 100, "train.checkpoint_every_steps": 100,
+        "train.num_steps": 1800, "train.eval_every_steps": 100, "train.checkpoint_every_steps": 100,
         "train.log_every_steps": 10,
     })
     attention = dict(ctc, **{
+        "train.num_steps": 600,
         "model.num_decoder_layers": 2,
         "decoding.beam_size": 10, "decoding.test_beam_size": 10,
     })
