@@ -62,7 +62,9 @@ def asr_test(workdir: pathlib.Path, config, smoke: bool) -> dict:
         out[label] = summary
     asr.config = base
     first = out[next(iter(out))]
-    return dict(split="test", utterances=first["utterances"], step=first["step"],
+    # ``cer``/``wer``: CTC greedy, the search of the validation curve (bench/learning.py draws them on it)
+    return dict(split="test", utterances=first["utterances"], step=first["step"], cer=out["ctc_greedy"]["cer"],
+                wer=out["ctc_greedy"]["wer"],
                 **{f"{label}_cer": s["cer"] for label, s in out.items()},
                 **{f"{label}_wer": s["wer"] for label, s in out.items()}, searches=out)
 
