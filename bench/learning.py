@@ -225,7 +225,7 @@ def plot_curve(rows: list[dict], path: pathlib.Path, title: str, curve: tuple[st
             ax_val.axhline(test[name], ls="--", lw=1, color=f"C{i + 2}",
                            label=f"test {name} {test[name]:.2f} ({test.get('utterances')} utt.)")
     ax_val.set_xlabel("step")
-    ax_val.set_ylabel("dB")
+    ax_val.set_ylabel("percent" if any(k.endswith(("cer", "wer")) for k in curve) else "dB")
     ax_val.set_title("unseen speakers", fontsize=9)
     ax_val.legend(fontsize=8)
     ax_val.grid(alpha=0.3)
