@@ -117,13 +117,25 @@ def separation_runs() -> None:
 separation_runs()
 
 # ---- ASR ---------------------------------------------------------------------------------------------------
-# (ASR runs: defined in their own functions, registered here.)
+# (ASR runs: defined in bench/learning_asr.py, registered here.)
+
+def asr_runs() -> None:
+    spec = importlib.util.spec_from_file_location("_learning_asr", pathlib.Path(__file__).with_name("learning_asr.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for run in mod.asr_runs(Run):
+        register(run)
+
+
+asr_runs()
 
 
 # ---- the command -------------------------------------------------------------------------------------------
 
 def load_config(spec: str):
     path, _, arg = spec.partition(":")
+    if str(REPO) not in sys.path:  # configs import each other (``from configs.conmamba_large import ...``)
+        sys.path.insert(0, str(REPO))
     mod_spec = importlib.util.spec_from_file_location("_learning_config", REPO / path)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
@@ -213,7 +225,7 @@ def plot_curve(rows: list[dict], path: pathlib.Path, title: str, curve: tuple[st
             ax_val.axhline(test[name], ls="--", lw=1, color=f"C{i + 2}",
                            label=f"test {name} {test[name]:.2f} ({test.get('utterances')} utt.)")
     ax_val.set_xlabel("step")
-    ax_val.set_ylabel("dB")
+    ax_val.set_ylabel("percent" if any(k.endswith(("cer", "wer")) for k in curve) else "dB")
     ax_val.set_title("unseen speakers", fontsize=9)
     ax_val.legend(fontsize=8)
     ax_val.grid(alpha=0.3)
