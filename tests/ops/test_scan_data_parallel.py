@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_pallas_scan_under_data_mesh_uses_shard_map():
-    env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
+    env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     p = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert "DATA_PARALLEL_OK" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]

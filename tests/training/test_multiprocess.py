@@ -42,9 +42,10 @@ def command(corpus: pathlib.Path, workdir: pathlib.Path, **train) -> list[str]:
 
 
 def env(devices: int, **extra) -> dict:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    e.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-             PYTHONPATH=str(REPO), **extra)
+    # No JAX_* setting of this process leaks in, except the run's compilation cache (tests/conftest.py).
+    e = {k: v for k, v in os.environ.items() if not k.startswith("JAX_") or k == "JAX_COMPILATION_CACHE_DIR"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    e.update(XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **extra)
     return e
 
 
@@ -56,6 +57,10 @@ def losses(workdir: pathlib.Path) -> dict[int, float]:
 def run(cmd: list[str], e: dict, timeout: int = 600) -> None:
     p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+
+
+# The tests that compare against this run share one worker under `pytest -n 2` (so it is made once).
+UNINTERRUPTED = pytest.mark.xdist_group("uninterrupted_run")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +82,7 @@ def start_and_wait_for_step(cmd: list[str], workdir: pathlib.Path, step: int, **
     return proc
 
 
+@UNINTERRUPTED
 def test_kill_9_then_resume_matches_uninterrupted(corpus, uninterrupted, tmp_path):
     part = tmp_path / "part"
     # Kill once step 3 is logged: step 2 is checkpointed (possibly still being written asynchronously).
@@ -92,6 +98,7 @@ def test_kill_9_then_resume_matches_uninterrupted(corpus, uninterrupted, tmp_pat
     assert a == b  # bit-identical on CPU, including the steps recomputed after the kill
 
 
+@UNINTERRUPTED
 def test_sigterm_checkpoints_the_current_step_then_resume_matches(corpus, uninterrupted, tmp_path):
     part = tmp_path / "part"
     cmd = command(corpus, part, checkpoint_every_steps=100)  # no periodic checkpoint before the last step
@@ -136,6 +143,7 @@ def _mount_namespace() -> list[str] | None:
     return None
 
 
+@UNINTERRUPTED
 def test_disk_full_stops_with_one_line_and_resume_is_exact(corpus, uninterrupted, tmp_path):
     prefix = _mount_namespace()
     if prefix is None:
