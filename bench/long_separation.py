@@ -35,9 +35,9 @@ def child(config_spec: str, mode: str, minutes: float, chunk_s: float, hop_s: fl
     import numpy as np
     from flax import nnx
 
+    from mamba_jax.config import load_config
     from mamba_jax.inference import Separator
     from mamba_jax.models import build_model
-    from mamba_jax.summary import load_config
 
     def rss() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0 / MB  # Linux: KiB

@@ -160,9 +160,9 @@ class Separator:
 
     @classmethod
     def from_checkpoint(cls, path: str | pathlib.Path, *, scan_impl: str = "auto", **kw) -> Separator:
-        """From a workdir, its ``checkpoints/`` folder or a step folder (``training.checkpoint.load_model``)."""
+        """From a workdir, its ``checkpoints/`` folder or a step folder (``mamba_jax.checkpoint.load_model``)."""
         from mamba_jax.compile_cache import enable_compilation_cache
-        from mamba_jax.training.checkpoint import load_model
+        from mamba_jax.checkpoint import load_model
 
         enable_compilation_cache()  # persistent XLA cache; MAMBA_JAX_COMPILATION_CACHE=0 turns it off
         model, config = load_model(path, scan_impl=scan_impl)

@@ -6,7 +6,7 @@
 
 Features follow ``config.features`` exactly as training computes them (``mamba_jax.layers.fbank.fbank``, then
 the model's own ``normalize`` with its saved global statistics, evaluation mode). The search is
-``config.decoding``'s (``mamba_jax.inference.decoding.decode_batch``): ``method`` 'joint' (attention + CTC beam
+``config.decoding``'s (``mamba_jax.decoding.decode_batch``): ``method`` 'joint' (attention + CTC beam
 search), 'ctc_beam' (CTC prefix beam search) or 'ctc_greedy'; a CTC-only model (``model.decoder == 'none'``)
 accepts the two CTC methods only.
 
@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from mamba_jax.data.audio import resample, validate_waveform
-from mamba_jax.inference.decoding import beam_search_config_from, decode_batch, encode, length_bucket
+from mamba_jax.decoding import beam_search_config_from, decode_batch, encode, length_bucket
 from mamba_jax.layers.fbank import FbankConfig, fbank, fbank_config_from, num_frames
 from mamba_jax.tokenizer import Tokenizer, check_vocab_size
 from mamba_jax.typing import Array, Float, Int
@@ -76,7 +76,7 @@ class Transcriber:
         """Loads the latest checkpoint under ``path`` (``load_model``) and its tokenizer (``find_tokenizer``:
         ``<workdir>/tokenizer/tokenizer.model``, else ``config.tokenizer.model_dir``), unless ``tokenizer``
         names a ``.model`` file or its folder."""
-        from mamba_jax.training.checkpoint import find_tokenizer, load_params, model_from_params
+        from mamba_jax.checkpoint import find_tokenizer, load_params, model_from_params
 
         config, params, rest, _ = load_params(path)
         if config.get("task") != "asr":

@@ -19,7 +19,7 @@ only at *sync steps*: logging, evaluation and checkpoint steps, the last step an
   the stop step with one all-reduce of the flag at the next logging step (a per-step all-reduce would be a
   host sync per step);
 * a checkpoint save failing in the background (disk full) stops training at the next step with
-  ``CheckpointSaveError`` (checkpoint.py): host-side polling, no device sync.
+  ``CheckpointSaveError`` (mamba_jax/checkpoint.py): host-side polling, no device sync.
 
 Resume order (what makes a resumed run bit-identical to an uninterrupted one on CPU):
   1. compare the stored config with this one (``resume.check_resume``): a different model refuses to resume;
@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from mamba_jax.models import build_model
 from mamba_jax.training import distributed
-from mamba_jax.training.checkpoint import Checkpointer, abstract_with_sharding
+from mamba_jax.checkpoint import Checkpointer, abstract_with_sharding
 from mamba_jax.training.optim import LrSchedule, make_optimizer, set_learning_rate
 from mamba_jax.training.resume import check_resume
 from mamba_jax.training.tasks import make_task
@@ -181,7 +181,7 @@ class _StopOnSignal:
 def _initialize_from(path, config, state, state_sharding) -> dict:
     """``state`` with ``params``/``rest`` replaced by those of the checkpoint at ``path`` (shape-checked against
     this run's model; the optimiser state is re-initialised for them)."""
-    from mamba_jax.training.checkpoint import load_params, model_from_params
+    from mamba_jax.checkpoint import load_params, model_from_params
 
     _, params, rest, src_step = load_params(path)
     _, p, r, _ = _split_model(model_from_params(config, params, rest))

@@ -15,7 +15,7 @@ from flax import nnx
 from mamba_jax.inference import Separator, align_permutation
 from mamba_jax.inference.separator import apply_model, crossfade, join_window, window_starts
 from mamba_jax.models import build_model
-from mamba_jax.summary import load_config
+from mamba_jax.config import load_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 RATE = 8000
@@ -159,7 +159,7 @@ def test_resampling_path(setup):
 
 
 def test_from_checkpoint_matches_from_model(setup, tmp_path):
-    from mamba_jax.training.checkpoint import save_params
+    from mamba_jax.checkpoint import save_params
 
     model, config, plain = setup
     _, params, rest = nnx.split(model, nnx.Param, ...)

@@ -12,7 +12,7 @@ from flax import nnx
 from mamba_jax.inference import Separator
 from mamba_jax.models import build_model
 from mamba_jax.models.sepmamba import causal_lookahead
-from mamba_jax.summary import load_config
+from mamba_jax.config import load_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 

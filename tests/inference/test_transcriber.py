@@ -13,11 +13,11 @@ import pytest
 from inference_helpers import save_smoke_checkpoint, speechlike, transcripts
 
 from configs.conmamba_ctc_large import get_config as ctc_config
-from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
+from mamba_jax.decoding import beam_search_config_from, decode_batch
 from mamba_jax.inference.transcriber import Transcriber
 from mamba_jax.layers.fbank import fbank, fbank_config_from
 from mamba_jax.tokenizer import Tokenizer, train_tokenizer
-from mamba_jax.training.checkpoint import load_model
+from mamba_jax.checkpoint import load_model
 
 RATE = 16000
 
