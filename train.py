@@ -102,8 +102,8 @@ def main(argv: list[str]) -> None:
     verbose = flags.FLAGS.verbose or verbose_requested([])
     import pathlib
 
-    from mamba_jax.data.audio import AudioError
     from mamba_jax.checkpoint import CheckpointSaveError
+    from mamba_jax.data.audio import AudioError
     from mamba_jax.training.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
     from mamba_jax.training.resume import ConfigMismatchError
 

@@ -47,7 +47,7 @@ def child(config_spec: str, mode: str, minutes: float, chunk_s: float, hop_s: fl
     rate = int(config.data.sample_rate)
     n = int(round(minutes * 60 * rate))
     chunk = chunk_s if mode == "ola" else n / rate + 1.0
-    sep = Separator.from_model(model, config, chunk_seconds=chunk, hop_seconds=hop_s if mode == "ola" else None,
+    sep = Separator(model, config, chunk_seconds=chunk, hop_seconds=hop_s if mode == "ola" else None,
                                batch_size=batch)
     rng = np.random.default_rng(0)
     # warm-up: compile, then record the peak so far. ola: one full batch of windows, the shapes of the long run.

@@ -170,8 +170,8 @@ def _load_checkpoint(path: str, task: str, command: str):
 
 
 def _separator(args, config=None, params=None, rest=None):
-    from mamba_jax.inference.separator import Separator
     from mamba_jax.checkpoint import model_from_params
+    from mamba_jax.inference.separator import Separator
 
     if config is None:
         config, params, rest = _load_checkpoint(args.checkpoint, "separation", args.command)
@@ -181,13 +181,13 @@ def _separator(args, config=None, params=None, rest=None):
         kw["chunk_seconds"] = args.chunk_seconds
     if getattr(args, "hop_seconds", None) is not None:
         kw["hop_seconds"] = args.hop_seconds
-    return Separator.from_model(model, config, **kw)
+    return Separator(model, config, **kw)
 
 
 def _transcriber(args, config=None, params=None, rest=None):
+    from mamba_jax.checkpoint import find_tokenizer, model_from_params
     from mamba_jax.inference.transcriber import Transcriber
     from mamba_jax.tokenizer import Tokenizer
-    from mamba_jax.checkpoint import find_tokenizer, model_from_params
 
     if config is None:
         config, params, rest = _load_checkpoint(args.checkpoint, "asr", args.command)
@@ -201,7 +201,7 @@ def _transcriber(args, config=None, params=None, rest=None):
         raise UsageError(f"--tokenizer {tok}: not a SentencePiece model ({one_line(e)}); pass the "
                          f"tokenizer.model of the training run (<workdir>/tokenizer/tokenizer.model)") from e
     model = model_from_params(config, params, rest, scan_impl=args.scan_impl)
-    return Transcriber.from_model(model, config, tokenizer)
+    return Transcriber(model, config, tokenizer)
 
 
 # ---- commands -------------------------------------------------------------------------------------------------
@@ -278,8 +278,8 @@ def _prepare_eval_out(out: str | None, overwrite: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from mamba_jax.inference import evaluate as ev
     from mamba_jax.checkpoint import load_params
+    from mamba_jax.inference import evaluate as ev
 
     _prepare_eval_out(args.out, args.overwrite)  # before loading anything
     try:

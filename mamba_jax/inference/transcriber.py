@@ -50,12 +50,17 @@ def _features(model: nnx.Module, waves: Float[Array, "B T"], lengths: Int[Array,
 
 
 class Transcriber:
-    """A ConMamba model, its config and its tokenizer, ready to decode waveforms."""
+    """A ConMamba model, its config and its tokenizer, ready to decode waveforms.
 
-    def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer):
+    ``Transcriber(model, config, tokenizer)`` wraps an in-memory model (e.g. straight after training; ``tokenizer``
+    a ``Tokenizer`` or the path of its ``.model``); ``Transcriber.from_checkpoint(path)`` loads one."""
+
+    def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer | str):
         if config.get("task") != "asr":
             raise ValueError(f"Transcriber needs an ASR (ConMamba) checkpoint; this one is task "
                              f"{config.get('task')!r} (model {config.model.get('name')!r}): use Separator")
+        if not isinstance(tokenizer, Tokenizer):
+            tokenizer = Tokenizer(str(tokenizer))
         check_vocab_size(tokenizer, config.model.vocab_size,
                          fix="wrong tokenizer for this checkpoint (pass the one it was trained with)")
         self.model = model
@@ -85,12 +90,6 @@ class Transcriber:
         model = model_from_params(config, params, rest, scan_impl=scan_impl)
         tok_path = tokenizer if tokenizer is not None else find_tokenizer(path, config)
         return cls(model, config, Tokenizer(str(tok_path)))
-
-    @classmethod
-    def from_model(cls, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer | str
-                   ) -> Transcriber:
-        """Wraps an in-memory model (e.g. straight after training); ``tokenizer`` may be a path."""
-        return cls(model, config, tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(str(tokenizer)))
 
     # ---- features ------------------------------------------------------------------------------------------
     def features(self, waves: Float[Array, "B T"], lengths: Int[Array, "B"]
