@@ -63,7 +63,9 @@ def test_mamba_jax_and_pypi_kernels_install_side_by_side(tmp_path):
             records[dist.name.split("-")[0]] = {line.split(",")[0] for line in (dist / "RECORD").read_text().splitlines()
                                                 if not line.split(",")[0].endswith(".pyc")}
     assert set(records) == {"mamba_jax", "kernels"}, sorted(records)
-    tops = {k: {f.split("/")[0] for f in v if not f.split("/")[0].endswith(".dist-info")} for k, v in records.items()}
+    assert not records["mamba_jax"] & records["kernels"]  # no file of one is a file of the other (scripts included)
+    tops = {k: {f.split("/")[0] for f in v if not f.startswith("../") and not f.split("/")[0].endswith(".dist-info")}
+            for k, v in records.items()}  # top-level names in site-packages ("../" entries are the bin/ scripts)
     assert not tops["mamba_jax"] & tops["kernels"], tops
     assert {"mamba_jax", "mamba_jax_kernels"} <= tops["mamba_jax"] and "kernels" in tops["kernels"]
     for cwd, where in ((tmp_path, "installed"), (ROOT, "checkout")):  # the checkout's kernels/ shadows nothing
