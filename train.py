@@ -68,7 +68,8 @@ def _override_problem(argv: list[str], e: BaseException) -> str:
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors (exit 2) instead of tracebacks; the config file is loaded here,
     so ``main`` never sees a config that failed to load."""
-    from mamba_jax.cli import config_file_problem, one_line, verbose_requested
+    from mamba_jax.cli import one_line, verbose_requested
+    from mamba_jax.config import config_file_problem
 
     verbose = verbose_requested(argv)
     spec = _config_arg(argv)
@@ -101,8 +102,8 @@ def main(argv: list[str]) -> None:
     verbose = flags.FLAGS.verbose or verbose_requested([])
     import pathlib
 
+    from mamba_jax.checkpoint import CheckpointSaveError
     from mamba_jax.data.audio import AudioError
-    from mamba_jax.training.checkpoint import CheckpointSaveError
     from mamba_jax.training.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
     from mamba_jax.training.resume import ConfigMismatchError
 

@@ -103,8 +103,8 @@ def profile(config_spec: str, seconds: float, runs: int, keep_hlo: bool = False)
     import numpy as np
     from flax import nnx
 
+    from mamba_jax.config import load_config
     from mamba_jax.models import build_model
-    from mamba_jax.summary import load_config
 
     config = load_config(config_spec)
     with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():

@@ -53,7 +53,10 @@ def worker(tree: str, model_name: str, seconds: float) -> None:
 
     import mamba_jax
     from mamba_jax.models import build_model
-    from mamba_jax.summary import load_config
+    try:
+        from mamba_jax.config import load_config
+    except ImportError:  # a --compare tree from before mamba_jax.config
+        from mamba_jax.summary import load_config
 
     assert os.path.realpath(mamba_jax.__file__).startswith(os.path.realpath(tree)), mamba_jax.__file__
     config = load_config(os.path.join(tree, MODELS[model_name]))

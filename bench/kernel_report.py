@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import importlib.util
 import json
 import os
 import re
@@ -205,12 +207,29 @@ def program(selective_scan, cfg, *, full: bool, backward: bool):
     return fwd_bwd if backward else fwd
 
 
+def _kernel_package(repo: str):
+    """The ``kernels/selective_scan`` package of the checkout at ``repo``, loaded from its folder under a private
+    name (its imports are relative; installed, it is ``mamba_jax_kernels.selective_scan``). A checkout from before
+    that rename (``kernels/__init__.py``, absolute ``kernels.`` imports) is imported as ``kernels.selective_scan``."""
+    if os.path.exists(os.path.join(repo, "kernels", "__init__.py")):
+        sys.path.insert(0, repo)
+        return importlib.import_module("kernels.selective_scan")
+    folder = os.path.join(repo, "kernels", "selective_scan")
+    name = "_kernel_report_selective_scan"
+    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                  submodule_search_locations=[folder])
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules[name] = pkg
+    spec.loader.exec_module(pkg)
+    return pkg
+
+
 def collect(repo: str, with_backward: bool = True, overrides: dict | None = None) -> list[dict]:
     """Compiles every kernel variant of the checkout at ``repo`` and returns one row per kernel.
 
     overrides: BlockConfig fields to change from the defaults."""
-    sys.path.insert(0, repo)
-    from kernels.selective_scan import BlockConfig, selective_scan
+    pkg = _kernel_package(repo)
+    BlockConfig, selective_scan = pkg.BlockConfig, pkg.selective_scan
 
     cfg = BlockConfig(**(overrides or {}))
     rows = []

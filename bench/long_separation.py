@@ -35,9 +35,9 @@ def child(config_spec: str, mode: str, minutes: float, chunk_s: float, hop_s: fl
     import numpy as np
     from flax import nnx
 
+    from mamba_jax.config import load_config
     from mamba_jax.inference import Separator
     from mamba_jax.models import build_model
-    from mamba_jax.summary import load_config
 
     def rss() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0 / MB  # Linux: KiB
@@ -47,7 +47,7 @@ def child(config_spec: str, mode: str, minutes: float, chunk_s: float, hop_s: fl
     rate = int(config.data.sample_rate)
     n = int(round(minutes * 60 * rate))
     chunk = chunk_s if mode == "ola" else n / rate + 1.0
-    sep = Separator.from_model(model, config, chunk_seconds=chunk, hop_seconds=hop_s if mode == "ola" else None,
+    sep = Separator(model, config, chunk_seconds=chunk, hop_seconds=hop_s if mode == "ola" else None,
                                batch_size=batch)
     rng = np.random.default_rng(0)
     # warm-up: compile, then record the peak so far. ola: one full batch of windows, the shapes of the long run.

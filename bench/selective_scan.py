@@ -38,9 +38,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kernels.selective_scan import BlockConfig  # noqa: E402
-from kernels.selective_scan import selective_scan as kernel_scan  # noqa: E402
 from mamba_jax.ops.selective_scan import selective_scan as ops_scan  # noqa: E402
+from mamba_jax_kernels.selective_scan import BlockConfig  # noqa: E402
+from mamba_jax_kernels.selective_scan import selective_scan as kernel_scan  # noqa: E402
 
 MODEL_SHAPES = [(1, 4000, 512), (1, 4000, 1024), (4, 8000, 512), (16, 1024, 1024), (128, 250, 512)]
 GPU_QUICK_SHAPES = [(1, 4000, 1024), (16, 1024, 1024), (128, 250, 512)]

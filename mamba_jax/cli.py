@@ -156,7 +156,7 @@ def _run_files(files: list[tuple[pathlib.Path, pathlib.Path]], fn: Callable[[pat
 # ---- checkpoints ----------------------------------------------------------------------------------------------
 def _load_checkpoint(path: str, task: str, command: str):
     """``(config, params, rest)`` of the checkpoint under ``path``; it must be a ``task`` checkpoint."""
-    from mamba_jax.training.checkpoint import load_params
+    from mamba_jax.checkpoint import load_params
 
     try:
         config, params, rest, step = load_params(path)
@@ -170,8 +170,8 @@ def _load_checkpoint(path: str, task: str, command: str):
 
 
 def _separator(args, config=None, params=None, rest=None):
+    from mamba_jax.checkpoint import model_from_params
     from mamba_jax.inference.separator import Separator
-    from mamba_jax.training.checkpoint import model_from_params
 
     if config is None:
         config, params, rest = _load_checkpoint(args.checkpoint, "separation", args.command)
@@ -181,13 +181,13 @@ def _separator(args, config=None, params=None, rest=None):
         kw["chunk_seconds"] = args.chunk_seconds
     if getattr(args, "hop_seconds", None) is not None:
         kw["hop_seconds"] = args.hop_seconds
-    return Separator.from_model(model, config, **kw)
+    return Separator(model, config, **kw)
 
 
 def _transcriber(args, config=None, params=None, rest=None):
+    from mamba_jax.checkpoint import find_tokenizer, model_from_params
     from mamba_jax.inference.transcriber import Transcriber
     from mamba_jax.tokenizer import Tokenizer
-    from mamba_jax.training.checkpoint import find_tokenizer, model_from_params
 
     if config is None:
         config, params, rest = _load_checkpoint(args.checkpoint, "asr", args.command)
@@ -201,7 +201,7 @@ def _transcriber(args, config=None, params=None, rest=None):
         raise UsageError(f"--tokenizer {tok}: not a SentencePiece model ({one_line(e)}); pass the "
                          f"tokenizer.model of the training run (<workdir>/tokenizer/tokenizer.model)") from e
     model = model_from_params(config, params, rest, scan_impl=args.scan_impl)
-    return Transcriber.from_model(model, config, tokenizer)
+    return Transcriber(model, config, tokenizer)
 
 
 # ---- commands -------------------------------------------------------------------------------------------------
@@ -278,8 +278,8 @@ def _prepare_eval_out(out: str | None, overwrite: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from mamba_jax.checkpoint import load_params
     from mamba_jax.inference import evaluate as ev
-    from mamba_jax.training.checkpoint import load_params
 
     _prepare_eval_out(args.out, args.overwrite)  # before loading anything
     try:
@@ -288,8 +288,6 @@ def cmd_evaluate(args) -> int:
         raise CliError(str(e)) from e
     config = ck_config
     if args.config:
-        from mamba_jax.summary import load_config
-
         config = _load_config(args.config)
         if config.get("task") != ck_config.get("task") or config.model.name != ck_config.model.name:
             raise CliError(f"--config {args.config} is a {config.get('task')!r} {config.model.name!r} config but "
@@ -316,26 +314,9 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def config_file_problem(spec: str) -> str | None:
-    """``None`` when ``spec`` (``path/to/config.py[:arg]``) names an existing file, else a one-line message
-    with the closest file of that folder (or of ``configs/``)."""
-    import difflib
-
-    path = pathlib.Path(spec.partition(":")[0]).expanduser()
-    if path.is_file():
-        return None
-    folder = path.parent if path.parent.is_dir() else pathlib.Path("configs")
-    names = sorted(f.name for f in folder.glob("*.py") if not f.name.startswith("_")) if folder.is_dir() else []
-    close = difflib.get_close_matches(path.name, names, n=1)
-    hint = f"did you mean {folder / close[0]}?" if close else (
-        f"{folder} holds {', '.join(n.removesuffix('.py') for n in names)}" if names else
-        "run from the repository root, where configs/ holds one file per model size")
-    return f"config file {path} not found ({hint})"
-
-
 def _load_config(spec: str):
     """``get_config`` of ``spec``; a missing file or a bad ``:arg`` is a ``UsageError``."""
-    from mamba_jax.summary import load_config
+    from mamba_jax.config import config_file_problem, load_config
 
     problem = config_file_problem(spec)
     if problem:

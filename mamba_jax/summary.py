@@ -16,33 +16,16 @@ so the chunked selective scan is under-counted; the matmul/conv part is exact. L
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import pathlib
-import sys
 from collections import OrderedDict
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mamba_jax.config import load_config
 from mamba_jax.models import build_model, model_module
-
-
-def load_config(spec: str):
-    """``path/to/config.py[:arg]`` -> ``get_config(arg)``."""
-    path, _, arg = spec.partition(":")
-    file = pathlib.Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    root = str(file.resolve().parent.parent)
-    if root not in sys.path:  # configs may import siblings as ``configs.<name>``
-        sys.path.insert(0, root)
-    mod_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
 
 
 def abstract_model(config) -> nnx.Module:

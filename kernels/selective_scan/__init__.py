@@ -9,7 +9,7 @@ Recurrence (per batch row, channel e, state n; mamba_ssm ``selective_scan_fn`` s
 See ``ops.selective_scan`` for the arguments and ``README.md`` for the design. Imports only jax.
 """
 
-from kernels.selective_scan.config import BlockConfig
-from kernels.selective_scan.ops import selective_scan
+from .config import BlockConfig
+from .ops import selective_scan
 
 __all__ = ["BlockConfig", "selective_scan"]

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from kernels.selective_scan.linrec import linear_recurrence
+from .linrec import linear_recurrence
 
 f32 = jnp.float32
 LN2 = math.log(2.0)

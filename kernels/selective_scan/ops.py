@@ -9,8 +9,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from kernels.selective_scan import kernel as K
-from kernels.selective_scan.config import BlockConfig
+from . import kernel as K
+from .config import BlockConfig
 
 f32 = jnp.float32
 LOG2E = math.log2(math.e)

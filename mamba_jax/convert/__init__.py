@@ -9,7 +9,7 @@ One module per model family, ``mamba_jax.convert.<model_cfg.name>``, exposes
   whose keys are prefixed with the file's stem, or ``read(path) -> state_dict`` for its own file layout.
 
 ``convert_checkpoint`` reads a checkpoint (torch zip format, weights only, no torch needed), converts it
-and writes it with ``training.checkpoint.save_params``, so ``load_params``/``load_model``, the inference
+and writes it with ``mamba_jax.checkpoint.save_params``, so ``load_params``/``load_model``, the inference
 classes and ``train.py`` fine-tuning read it like any of our checkpoints.
 """
 
@@ -100,7 +100,7 @@ def convert_checkpoint(config, torch_checkpoint: str | pathlib.Path, out_dir: st
     """Reads the original checkpoint ``torch_checkpoint``, converts it for ``config.model`` and writes
     ``<out_dir>/checkpoints/0/`` with ``save_params`` (``config`` is the full experiment ConfigDict that goes
     with the weights). Returns the step directory."""
-    from mamba_jax.training.checkpoint import save_params
+    from mamba_jax.checkpoint import save_params
 
     state_dict = read_state_dict(torch_checkpoint, config.model)
     try:

@@ -31,7 +31,7 @@ class ConversionError(ValueError):
 
 
 def path_str(path) -> str:
-    """``a/b/0/c`` for a jax key path (the same spelling as ``training.checkpoint``)."""
+    """``a/b/0/c`` for a jax key path (the same spelling as ``mamba_jax.checkpoint``)."""
     return jax.tree_util.keystr(path, simple=True, separator="/")
 
 

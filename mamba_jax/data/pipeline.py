@@ -300,7 +300,8 @@ def separation_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size
                    functools.partial(collate_separation, pad_to=pad_to, multiple=pad_multiple))
 
 
-def _librispeech(cfg: ml_collections.ConfigDict, split: str) -> LibriSpeechSource:
+def librispeech_source(cfg: ml_collections.ConfigDict, split: str) -> LibriSpeechSource:
+    """The LibriSpeech subsets of ``split`` under ``cfg.root`` (the synthetic corpus when unset)."""
     names = {"train": cfg.librispeech_train, "valid": cfg.librispeech_valid,
              "test": cfg.librispeech_test}[split]
     return LibriSpeechSource(_root(cfg), names.split(","), sample_rate=cfg.sample_rate,
@@ -315,7 +316,7 @@ def _bucket_plan(cfg: ml_collections.ConfigDict, source: LibriSpeechSource,
 
 def asr_bucket_plan(cfg: ml_collections.ConfigDict, duration: DurationBatching) -> BucketPlan:
     """The training split's length buckets (shapes, batch sizes, batches per epoch) under ``duration``."""
-    return _bucket_plan(cfg, _librispeech(cfg, "train"), duration)
+    return _bucket_plan(cfg, librispeech_source(cfg, "train"), duration)
 
 
 def asr_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, seed: int,
@@ -337,7 +338,7 @@ def asr_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, 
     if cfg.corpus != "librispeech":
         raise ValueError(f"asr_dataset needs corpus='librispeech', got {cfg.corpus!r}")
     train = split == "train"
-    source = _librispeech(cfg, split)
+    source = librispeech_source(cfg, split)
     if train and duration is not None:
         plan = _bucket_plan(cfg, source, duration)
         if plan.batches_per_epoch == 0:

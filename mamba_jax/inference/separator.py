@@ -98,7 +98,8 @@ def join_window(out: Float[np.ndarray, "S T"], y: Float[np.ndarray, "S n"], star
 class Separator:
     """A separation model, jitted, with length buckets, batching, overlap-add and resampling (module docstring).
 
-    Keywords: ``chunk_seconds`` (overlap-add window, default 20 s; None: every signal whole), ``hop_seconds``
+    ``Separator(model, config)`` wraps a built model and its full config (``config.task``,
+    ``config.data.sample_rate``); ``Separator.from_checkpoint(path)`` loads one. Keywords: ``chunk_seconds`` (overlap-add window, default 20 s; None: every signal whole), ``hop_seconds``
     (default 0.8 of the window), ``bucket_seconds`` (default 0.5 s; None: exact lengths), ``batch_size``
     (windows or signals per device call, default 4), ``progress`` (a tqdm bar on stderr for inputs that take
     several device calls, e.g. long recordings; default off). The model is put in eval mode (dropout off).
@@ -154,15 +155,10 @@ class Separator:
         return other
 
     @classmethod
-    def from_model(cls, model: nnx.Module, config: ml_collections.ConfigDict, **kw) -> Separator:
-        """From a built model and its full config (``config.task``, ``config.data.sample_rate``)."""
-        return cls(model, config, **kw)
-
-    @classmethod
     def from_checkpoint(cls, path: str | pathlib.Path, *, scan_impl: str = "auto", **kw) -> Separator:
-        """From a workdir, its ``checkpoints/`` folder or a step folder (``training.checkpoint.load_model``)."""
+        """From a workdir, its ``checkpoints/`` folder or a step folder (``mamba_jax.checkpoint.load_model``)."""
+        from mamba_jax.checkpoint import load_model
         from mamba_jax.compile_cache import enable_compilation_cache
-        from mamba_jax.training.checkpoint import load_model
 
         enable_compilation_cache()  # persistent XLA cache; MAMBA_JAX_COMPILATION_CACHE=0 turns it off
         model, config = load_model(path, scan_impl=scan_impl)

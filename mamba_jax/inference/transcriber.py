@@ -6,7 +6,7 @@
 
 Features follow ``config.features`` exactly as training computes them (``mamba_jax.layers.fbank.fbank``, then
 the model's own ``normalize`` with its saved global statistics, evaluation mode). The search is
-``config.decoding``'s (``mamba_jax.inference.decoding.decode_batch``): ``method`` 'joint' (attention + CTC beam
+``config.decoding``'s (``mamba_jax.decoding.decode_batch``): ``method`` 'joint' (attention + CTC beam
 search), 'ctc_beam' (CTC prefix beam search) or 'ctc_greedy'; a CTC-only model (``model.decoder == 'none'``)
 accepts the two CTC methods only.
 
@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from mamba_jax.data.audio import resample, validate_waveform
-from mamba_jax.inference.decoding import beam_search_config_from, decode_batch, encode, length_bucket
+from mamba_jax.decoding import beam_search_config_from, decode_batch, encode, length_bucket
 from mamba_jax.layers.fbank import FbankConfig, fbank, fbank_config_from, num_frames
 from mamba_jax.tokenizer import Tokenizer, check_vocab_size
 from mamba_jax.typing import Array, Float, Int
@@ -50,12 +50,17 @@ def _features(model: nnx.Module, waves: Float[Array, "B T"], lengths: Int[Array,
 
 
 class Transcriber:
-    """A ConMamba model, its config and its tokenizer, ready to decode waveforms."""
+    """A ConMamba model, its config and its tokenizer, ready to decode waveforms.
 
-    def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer):
+    ``Transcriber(model, config, tokenizer)`` wraps an in-memory model (e.g. straight after training; ``tokenizer``
+    a ``Tokenizer`` or the path of its ``.model``); ``Transcriber.from_checkpoint(path)`` loads one."""
+
+    def __init__(self, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer | str):
         if config.get("task") != "asr":
             raise ValueError(f"Transcriber needs an ASR (ConMamba) checkpoint; this one is task "
                              f"{config.get('task')!r} (model {config.model.get('name')!r}): use Separator")
+        if not isinstance(tokenizer, Tokenizer):
+            tokenizer = Tokenizer(str(tokenizer))
         check_vocab_size(tokenizer, config.model.vocab_size,
                          fix="wrong tokenizer for this checkpoint (pass the one it was trained with)")
         self.model = model
@@ -76,7 +81,7 @@ class Transcriber:
         """Loads the latest checkpoint under ``path`` (``load_model``) and its tokenizer (``find_tokenizer``:
         ``<workdir>/tokenizer/tokenizer.model``, else ``config.tokenizer.model_dir``), unless ``tokenizer``
         names a ``.model`` file or its folder."""
-        from mamba_jax.training.checkpoint import find_tokenizer, load_params, model_from_params
+        from mamba_jax.checkpoint import find_tokenizer, load_params, model_from_params
 
         config, params, rest, _ = load_params(path)
         if config.get("task") != "asr":
@@ -85,12 +90,6 @@ class Transcriber:
         model = model_from_params(config, params, rest, scan_impl=scan_impl)
         tok_path = tokenizer if tokenizer is not None else find_tokenizer(path, config)
         return cls(model, config, Tokenizer(str(tok_path)))
-
-    @classmethod
-    def from_model(cls, model: nnx.Module, config: ml_collections.ConfigDict, tokenizer: Tokenizer | str
-                   ) -> Transcriber:
-        """Wraps an in-memory model (e.g. straight after training); ``tokenizer`` may be a path."""
-        return cls(model, config, tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(str(tokenizer)))
 
     # ---- features ------------------------------------------------------------------------------------------
     def features(self, waves: Float[Array, "B T"], lengths: Int[Array, "B"]

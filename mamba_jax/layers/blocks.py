@@ -87,6 +87,11 @@ class MambaStack(nnx.Module):
         return mask_padding(self._finish(h, residual), lengths)
 
     def init_state(self, batch: int) -> list[MambaState]:
+        """Zero states of every mixer; a stack of bidirectional mixers has none (its reverse scans need the whole
+        sequence)."""
+        if any(isinstance(layer.mixer, BiMambaV2) for layer in self.layers):
+            raise TypeError("a stack of BiMambaV2 mixers is bidirectional: it has no streaming/step form (the "
+                            "reverse scan needs the whole sequence)")
         return [layer.mixer.init_state(batch) for layer in self.layers]
 
     def call_with_state(self, x: Float[Array, "B L D"], states: list[MambaState], *, impl: Impl | None = None
@@ -137,5 +142,5 @@ class DualStack(nnx.Module):
 def set_scan_impl(model: nnx.Module, impl: Impl) -> None:
     """Sets the selective-scan implementation of every mixer inside ``model`` (in place)."""
     for _, module in nnx.iter_modules(model):
-        if isinstance(module, Mamba):
+        if isinstance(module, (Mamba, BiMambaV2)):
             module.scan_impl = impl

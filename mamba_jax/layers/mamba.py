@@ -36,7 +36,7 @@ from flax import nnx
 from mamba_jax.layers.conv import CausalConv1d
 from mamba_jax.layers.init import torch_default, uniform
 from mamba_jax.ops.padding import mask_padding, reverse_padded
-from mamba_jax.ops.selective_scan import Impl, selective_scan
+from mamba_jax.ops.selective_scan import Impl, ScanSharding, selective_scan
 from mamba_jax.typing import Array, Float, Int
 
 
@@ -92,6 +92,76 @@ def _dt_bias_init(cfg: MambaConfig):
     return init
 
 
+class Branch(NamedTuple):
+    """The parameters of one scan direction (the v2 mixer has two): conv, ``x_proj``, ``dt_proj``, ``A_log``, ``D``."""
+
+    conv1d: CausalConv1d
+    x_proj: nnx.Linear
+    dt_proj: nnx.Linear
+    A_log: nnx.Param
+    D: nnx.Param
+
+
+def _in_proj(cfg: MambaConfig, dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    d, e = cfg.d_model, cfg.d_inner
+    return nnx.Linear(d, 2 * e, use_bias=cfg.bias, kernel_init=torch_default(d), bias_init=nnx.initializers.zeros,
+                      dtype=dtype, rngs=rngs)
+
+
+def _out_proj(cfg: MambaConfig, n_layer: int, dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    e = cfg.d_inner
+    bound = 1.0 / math.sqrt(e) / math.sqrt(n_layer)  # kaiming_uniform(a=sqrt 5) then / sqrt(n_layer)
+    return nnx.Linear(e, cfg.d_model, use_bias=cfg.bias, kernel_init=uniform(bound), bias_init=nnx.initializers.zeros,
+                      dtype=dtype, rngs=rngs)
+
+
+def _make_branch(cfg: MambaConfig, dtype, rngs: nnx.Rngs) -> Branch:
+    """A direction's parameters, drawn in the order of mamba_ssm's constructor."""
+    e, n, r = cfg.d_inner, cfg.d_state, cfg.rank
+    conv1d = CausalConv1d(e, cfg.d_conv, use_bias=cfg.conv_bias, rngs=rngs)
+    x_proj = nnx.Linear(e, r + 2 * n, use_bias=False, kernel_init=torch_default(e), dtype=dtype, rngs=rngs)
+    dt_proj = nnx.Linear(r, e, use_bias=True, kernel_init=uniform(r ** -0.5 * cfg.dt_scale),
+                         bias_init=_dt_bias_init(cfg), dtype=dtype, rngs=rngs)
+    a_log = jnp.log(jnp.broadcast_to(jnp.arange(1, n + 1, dtype=jnp.float32), (e, n)))  # S4D-real
+    return Branch(conv1d, x_proj, dt_proj, nnx.Param(a_log), nnx.Param(jnp.ones((e,), jnp.float32)))
+
+
+def split_in_proj(in_proj: nnx.Linear, x: Float[Array, "B L D"]) -> tuple[Float[Array, "B L E"], Float[Array, "B L E"]]:
+    """``(x, z)``: the two halves of ``in_proj(x)`` (also for a single step ``[B, D]``)."""
+    xz = in_proj(x)  # [B, L, 2E]
+    e = xz.shape[-1] // 2
+    return xz[..., :e], xz[..., e:]
+
+
+def ssm_params(cfg: MambaConfig, branch: Branch, x_conv: Float[Array, "B L E"]):
+    """From the conv output, the scan's ``(delta, B, C)`` and ``A, D, delta_bias`` of one direction."""
+    x_dbl = branch.x_proj(x_conv)  # [B, L, R + 2N]
+    r, n = cfg.rank, cfg.d_state
+    dt, b, c = x_dbl[..., :r], x_dbl[..., r:r + n], x_dbl[..., r + n:]
+    dt = dt @ branch.dt_proj.kernel[...].astype(dt.dtype)  # [B, L, E]; bias goes into the scan
+    a = -jnp.exp(branch.A_log[...].astype(jnp.float32))  # [E, N]
+    return dt, b, c, a, branch.D[...], branch.dt_proj.bias[...]
+
+
+def _run_branch(cfg: MambaConfig, branch: Branch, x: Float[Array, "B L E"], z: Float[Array, "B L E"], impl: Impl,
+                sharding: ScanSharding | None, state: MambaState | None = None):
+    """conv -> silu -> selective scan (gated by ``z``) of one direction; with ``state`` also the new state."""
+    if state is None:
+        x_conv = branch.conv1d(x)
+        new_conv = None
+    else:
+        x_conv, new_conv = branch.conv1d.call_with_state(x, state.conv)
+    x_conv = jax.nn.silu(x_conv)
+    dt, b, c, a, d_skip, dt_bias = ssm_params(cfg, branch, x_conv)
+    out = selective_scan(x_conv, dt, a, b, c, D=d_skip, z=z, delta_bias=dt_bias, delta_softplus=True,
+                         return_last_state=state is not None,
+                         initial_state=None if state is None else state.ssm, impl=impl, sharding=sharding)
+    if state is None:
+        return out, None
+    y, h = out
+    return y, MambaState(new_conv.astype(jnp.float32), h)
+
+
 class Mamba(nnx.Module):
     """Unidirectional Mamba mixer, ``[B, L, D] -> [B, L, D]``, with step-by-step and chunked-state inference.
 
@@ -104,72 +174,20 @@ class Mamba(nnx.Module):
                  rngs: nnx.Rngs):
         self.cfg = cfg
         self.scan_impl = scan_impl
-        d, e = cfg.d_model, cfg.d_inner
-        self.in_proj = nnx.Linear(d, 2 * e, use_bias=cfg.bias, kernel_init=torch_default(d),
-                                  bias_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs)
-        self._make_branch("", rngs, dtype)
-        out_bound = 1.0 / math.sqrt(e) / math.sqrt(n_layer)  # kaiming_uniform(a=sqrt 5) then / sqrt(n_layer)
-        self.out_proj = nnx.Linear(e, d, use_bias=cfg.bias, kernel_init=uniform(out_bound),
-                                   bias_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs)
+        self.scan_sharding: ScanSharding | None = None  # the trainer's data-parallel mesh: set_scan_sharding
+        self.in_proj = _in_proj(cfg, dtype, rngs)
+        self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D = _make_branch(cfg, dtype, rngs)
+        self.out_proj = _out_proj(cfg, n_layer, dtype, rngs)
 
-    def _make_branch(self, suffix: str, rngs: nnx.Rngs, dtype) -> None:
-        cfg = self.cfg
-        e, n, r = cfg.d_inner, cfg.d_state, cfg.rank
-        setattr(self, f"conv1d{suffix}", CausalConv1d(e, cfg.d_conv, use_bias=cfg.conv_bias, rngs=rngs))
-        setattr(self, f"x_proj{suffix}", nnx.Linear(e, r + 2 * n, use_bias=False, kernel_init=torch_default(e),
-                                                    dtype=dtype, rngs=rngs))
-        setattr(self, f"dt_proj{suffix}", nnx.Linear(
-            r, e, use_bias=True, kernel_init=uniform(r ** -0.5 * cfg.dt_scale), bias_init=_dt_bias_init(cfg),
-            dtype=dtype, rngs=rngs))
-        a_log = jnp.log(jnp.broadcast_to(jnp.arange(1, n + 1, dtype=jnp.float32), (e, n)))  # S4D-real
-        a_name = "A_log" if not suffix else f"A{suffix}_log"
-        setattr(self, a_name, nnx.Param(a_log))
-        setattr(self, f"D{suffix}", nnx.Param(jnp.ones((e,), jnp.float32)))
-
-    def _branch(self, suffix: str):
-        a_name = "A_log" if not suffix else f"A{suffix}_log"
-        return (getattr(self, f"conv1d{suffix}"), getattr(self, f"x_proj{suffix}"),
-                getattr(self, f"dt_proj{suffix}"), getattr(self, a_name), getattr(self, f"D{suffix}"))
-
-    def _ssm_params(self, x_conv: Float[Array, "B L E"], suffix: str):
-        """From the conv output, the scan's (delta, B, C) and A, D, bias."""
-        cfg = self.cfg
-        _, x_proj, dt_proj, a_log, d_skip = self._branch(suffix)
-        x_dbl = x_proj(x_conv)  # [B, L, R + 2N]
-        r, n = cfg.rank, cfg.d_state
-        dt, b, c = x_dbl[..., :r], x_dbl[..., r:r + n], x_dbl[..., r + n:]
-        dt = dt @ dt_proj.kernel[...].astype(dt.dtype)  # [B, L, E]; bias goes into the scan
-        a = -jnp.exp(a_log[...].astype(jnp.float32))  # [E, N]
-        return dt, b, c, a, d_skip[...], dt_proj.bias[...]
-
-    def _inner(self, x: Float[Array, "B L E"], z: Float[Array, "B L E"], suffix: str, impl: Impl,
-               state: MambaState | None = None):
-        conv = self._branch(suffix)[0]
-        if state is None:
-            x_conv = conv(x)
-            new_conv = None
-        else:
-            x_conv, new_conv = conv.call_with_state(x, state.conv)
-        x_conv = jax.nn.silu(x_conv)
-        dt, b, c, a, d_skip, dt_bias = self._ssm_params(x_conv, suffix)
-        out = selective_scan(x_conv, dt, a, b, c, D=d_skip, z=z, delta_bias=dt_bias, delta_softplus=True,
-                             return_last_state=state is not None,
-                             initial_state=None if state is None else state.ssm, impl=impl)
-        if state is None:
-            return out, None
-        y, h = out
-        return y, MambaState(new_conv.astype(jnp.float32), h)
-
-    def _split(self, x: Float[Array, "B L D"]):
-        xz = self.in_proj(x)  # [B, L, 2E]
-        e = self.cfg.d_inner
-        return xz[..., :e], xz[..., e:]
+    @property
+    def branch(self) -> Branch:
+        return Branch(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
 
     def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None, *,
                  impl: Impl | None = None) -> Float[Array, "B L D"]:
         """``x [B, L, D] -> [B, L, D]``; with ``lengths`` positions ``t >= lengths[b]`` come out zero."""
-        xi, z = self._split(x)
-        y, _ = self._inner(xi, z, "", impl or self.scan_impl)
+        xi, z = split_in_proj(self.in_proj, x)
+        y, _ = _run_branch(self.cfg, self.branch, xi, z, impl or self.scan_impl, self.scan_sharding)
         return mask_padding(self.out_proj(y), lengths)
 
     # ---- recurrent inference -------------------------------------------------------------------------
@@ -181,16 +199,16 @@ class Mamba(nnx.Module):
     def call_with_state(self, x: Float[Array, "B L D"], state: MambaState, *, impl: Impl | None = None
                         ) -> tuple[Float[Array, "B L D"], MambaState]:
         """Process a piece of a longer sequence given the state after the previous piece."""
-        xi, z = self._split(x)
-        y, state = self._inner(xi, z, "", impl or self.scan_impl, state)
+        xi, z = split_in_proj(self.in_proj, x)
+        y, state = _run_branch(self.cfg, self.branch, xi, z, impl or self.scan_impl, self.scan_sharding, state)
         return self.out_proj(y), state
 
     def step(self, x: Float[Array, "B D"], state: MambaState) -> tuple[Float[Array, "B D"], MambaState]:
         """One time step without a scan: O(1) in the sequence length."""
-        xi, z = self._split(x)  # [B, E] each
+        xi, z = split_in_proj(self.in_proj, x)  # [B, E] each
         x_conv, conv_state = self.conv1d.step(xi, state.conv)
         x_conv = jax.nn.silu(x_conv)
-        dt, b, c, a, d_skip, dt_bias = self._ssm_params(x_conv, "")
+        dt, b, c, a, d_skip, dt_bias = ssm_params(self.cfg, self.branch, x_conv)
         f32 = jnp.float32
         dt = jax.nn.softplus(dt.astype(f32) + dt_bias)  # [B, E]
         xf = x_conv.astype(f32)
@@ -200,30 +218,47 @@ class Mamba(nnx.Module):
         return self.out_proj(y), MambaState(conv_state.astype(f32), h)
 
 
-class BiMambaV2(Mamba):
+class BiMambaV2(nnx.Module):
     """Bidirectional v2 mixer: shared in_proj/out_proj/z, a second branch on the reversed sequence, averaged.
 
-    Parameter count 6·D² + 8·D·R + 220·D for expand 2, N 16, K 4 (docs/mamba.md).
+    Bidirectional, so it has no step or streaming form (the reverse scan needs the whole sequence).
+    Parameters: those of :class:`Mamba` plus the reverse branch ``conv1d_b, x_proj_b, dt_proj_b, A_b_log,
+    D_b`` (the PyTorch names); 6·D² + 8·D·R + 220·D for expand 2, N 16, K 4 (docs/mamba.md).
     """
 
     def __init__(self, cfg: MambaConfig, *, n_layer: int = 1, dtype=None, scan_impl: Impl = "auto",
                  rngs: nnx.Rngs):
-        super().__init__(cfg, n_layer=n_layer, dtype=dtype, scan_impl=scan_impl, rngs=rngs)
-        self._make_branch("_b", rngs, dtype)
+        self.cfg = cfg
+        self.scan_impl = scan_impl
+        self.scan_sharding: ScanSharding | None = None  # the trainer's data-parallel mesh: set_scan_sharding
+        self.in_proj = _in_proj(cfg, dtype, rngs)
+        self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D = _make_branch(cfg, dtype, rngs)
+        self.out_proj = _out_proj(cfg, n_layer, dtype, rngs)
+        self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b = _make_branch(cfg, dtype, rngs)
+
+    @property
+    def forward_branch(self) -> Branch:
+        return Branch(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+
+    @property
+    def backward_branch(self) -> Branch:
+        return Branch(self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
 
     def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None, *,
                  impl: Impl | None = None) -> Float[Array, "B L D"]:
         """``x [B, L, D] -> [B, L, D]``; with ``lengths`` the reversed branch reverses each row within its
         length and positions ``t >= lengths[b]`` come out zero (module docstring)."""
         impl = impl or self.scan_impl
-        xi, z = self._split(x)
-        y_f, _ = self._inner(xi, z, "", impl)
-        y_b, _ = self._inner(reverse_padded(xi, lengths), reverse_padded(z, lengths), "_b", impl)
+        xi, z = split_in_proj(self.in_proj, x)
+        y_f, _ = _run_branch(self.cfg, self.forward_branch, xi, z, impl, self.scan_sharding)
+        y_b, _ = _run_branch(self.cfg, self.backward_branch, reverse_padded(xi, lengths), reverse_padded(z, lengths),
+                             impl, self.scan_sharding)
         return mask_padding(self.out_proj(0.5 * y_f + 0.5 * reverse_padded(y_b, lengths)), lengths)
 
-    def call_with_state(self, *args, **kwargs):
-        raise TypeError("BiMambaV2 is bidirectional: it has no streaming/step form (the reverse scan needs the "
-                        "whole sequence)")
 
-    step = call_with_state
-    init_state = call_with_state
+def set_scan_sharding(model: nnx.Module, sharding: ScanSharding | None) -> None:
+    """Gives every Mamba mixer inside ``model`` the data-parallel ``sharding`` of its scans (in place; the
+    trainer does this before splitting the model). See ``ops.selective_scan.ScanSharding``."""
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, (Mamba, BiMambaV2)):
+            module.scan_sharding = sharding

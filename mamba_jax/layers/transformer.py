@@ -25,7 +25,7 @@ from flax import nnx
 
 from mamba_jax.layers.attention import KVCache, MultiheadAttention
 from mamba_jax.layers.init import torch_default
-from mamba_jax.layers.mamba import Mamba, MambaConfig, MambaState
+from mamba_jax.layers.mamba import Mamba, MambaConfig, MambaState, split_in_proj, ssm_params
 from mamba_jax.layers.norm import LayerNorm
 from mamba_jax.ops.selective_scan import Impl, selective_scan
 from mamba_jax.typing import Array, Bool, Float, Int
@@ -150,14 +150,14 @@ def _state_after(m: Mamba, x: Float[Array, "B T D"], lengths: Int[Array, "B"]) -
 
     One scan over the padded batch whose padded steps are identity steps (delta = 0: ``h_t = h_{t-1}``), and
     the convolution state gathered from the last ``K-1`` valid inputs."""
-    xi, _ = m._split(x)  # [B, T, E]
+    xi, _ = split_in_proj(m.in_proj, x)  # [B, T, E]
     t = x.shape[1]
     valid = jnp.arange(t)[None, :] < lengths[:, None]  # [B, T]
     x_conv = jax.nn.silu(m.conv1d(xi))
-    dt, b, c, a, d_skip, dt_bias = m._ssm_params(x_conv, "")
+    dt, b, c, a, d_skip, dt_bias = ssm_params(m.cfg, m.branch, x_conv)
     delta = jax.nn.softplus(dt.astype(jnp.float32) + dt_bias) * valid[..., None]  # [B, T, E]
     _, h = selective_scan(x_conv, delta, a, b, c, D=d_skip, delta_softplus=False, return_last_state=True,
-                          impl=m.scan_impl)
+                          impl=m.scan_impl, sharding=m.scan_sharding)
     k1 = m.cfg.d_conv - 1
     xs = jnp.concatenate([jnp.zeros((x.shape[0], k1, xi.shape[-1]), xi.dtype), xi], axis=1)  # [B, K-1+T, E]
     idx = lengths[:, None] + jnp.arange(k1)[None, :]  # xs rows of inputs lengths-K+1 .. lengths-1

@@ -16,9 +16,12 @@ from flax import nnx
 
 def model_module(name: str) -> ModuleType:
     try:
-        return importlib.import_module(f"mamba_jax.models.{name}")
+        module = importlib.import_module(f"mamba_jax.models.{name}")
     except ModuleNotFoundError as err:
         raise ValueError(f"unknown model {name!r}: no module mamba_jax.models.{name}") from err
+    if not hasattr(module, "build"):  # a shared module (models/tasnet.py), not a model
+        raise ValueError(f"unknown model {name!r}: mamba_jax.models.{name} is not a model (no build())")
+    return module
 
 
 def build_model(model_cfg, *, rngs: nnx.Rngs) -> nnx.Module:

@@ -284,7 +284,7 @@ def _xavier_normal_transformer(model: ConMambaASR, key: jax.Array, *, skip_mamba
             if root is None:
                 continue
             for _, m in nnx.iter_graph(root):
-                if isinstance(m, Mamba):
+                if isinstance(m, (Mamba, BiMambaV2)):
                     mamba_ids.update(id(sub) for _, sub in nnx.iter_graph(m))
     targets: list[tuple[nnx.Variable, int, int]] = []  # (param, fan_in, fan_out)
     seen: set[int] = set()
@@ -300,7 +300,7 @@ def _xavier_normal_transformer(model: ConMambaASR, key: jax.Array, *, skip_mamba
             elif isinstance(m, DepthwiseConv1d):  # weight [K, E]  <- torch [E, 1, K]
                 k, e = m.weight.shape
                 targets.append((m.weight, k, e * k))
-            elif isinstance(m, Mamba):  # A_log [E, N], torch layout
+            elif isinstance(m, (Mamba, BiMambaV2)):  # A_log [E, N], torch layout
                 for name in ("A_log", "A_b_log"):
                     p = getattr(m, name, None)
                     if p is not None:

@@ -60,9 +60,9 @@ from mamba_jax.layers.mamba import MambaConfig
 from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import GroupNorm1, PReLU
 from mamba_jax.layers.torch_conv import Conv1d, Conv2d
-from mamba_jax.layers.waveform import CheckFinite, check_waveform
-from mamba_jax.models.mamba_tasnet import Encoder, apply_reinit, decode_sources, make_decoder
-from mamba_jax.ops.padding import as_lengths, conv_lengths, mask_padding, valid_mask
+from mamba_jax.layers.waveform import CheckFinite
+from mamba_jax.models.tasnet import EncoderMaskerDecoder, apply_reinit
+from mamba_jax.ops.padding import mask_padding, valid_mask
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
 
@@ -195,28 +195,11 @@ class DualPathMaskNet(nnx.Module):
         return masks if lengths is None else mask_padding(masks, lengths, axis=2)
 
 
-class DPMamba(nnx.Module):
-    """``model(mix [B, T]) -> [B, S, T]``; see the module docstring."""
+class DPMamba(EncoderMaskerDecoder):
+    """``model(mix [B, T]) -> [B, S, T]``; see the module docstring (the frame: ``models/tasnet.py``)."""
 
     def __init__(self, cfg: DPMambaConfig, *, rngs: nnx.Rngs):
-        self.cfg = cfg
-        self.encoder = Encoder(cfg.kernel_size, cfg.n_filters, rngs=rngs)
-        self.masknet = DualPathMaskNet(cfg, rngs=rngs)
-        self.decoder = make_decoder(cfg.kernel_size, cfg.n_filters, rngs=rngs)
-
-    @property
-    def min_length(self) -> int:
-        return self.cfg.kernel_size
-
-    def __call__(self, mix: Float[Array, "B T"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S T"]:
-        """``mix [B, T]`` -> ``[B, S, T]``; ``lengths`` (samples) as in the module docstring."""
-        check_waveform(mix, model="DPMamba", min_len=self.min_length, check_finite=self.cfg.check_finite)
-        lengths = as_lengths(lengths, mix.shape[0])
-        ks = self.cfg.kernel_size
-        frames = None if lengths is None else conv_lengths(lengths, ks, ks // 2)
-        w = self.encoder(mix)  # [B, L, N]
-        masks = self.masknet(w, frames)  # [B, S, L, N]
-        return mask_padding(decode_sources(self.decoder, w[:, None] * masks, mix.shape[1]), lengths, axis=-1)
+        super().__init__(cfg, lambda r: DualPathMaskNet(cfg, rngs=r), rngs=rngs)
 
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> DPMamba:

@@ -54,13 +54,14 @@ mixer}.*`` (torch: ``…_mamba_block.mamba_blocks.{j}.…``), ``up.{i}.convT1d.*
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from mamba_jax.layers.blocks import MambaStack
-from mamba_jax.layers.mamba import MambaConfig
+from mamba_jax.layers.mamba import MambaConfig, MambaState
 from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
@@ -70,6 +71,8 @@ from mamba_jax.typing import Array, Float, Int
 
 TASK = "separation"
 LEVELS = 3
+
+StreamState = dict[str, Any]  # SepMamba.init_stream_state / stream_step (causal variant)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +144,20 @@ class MambaLayer(nnx.Module):
             y = y + reverse_padded(self.backward_mamba_block(reverse_padded(x, lengths), lengths), lengths)
         return y
 
+    def init_state(self, batch: int) -> list[MambaState]:
+        """Zero states of the causal layer (the forward stack); the bidirectional layer has none."""
+        if self.backward_mamba_block is not None:
+            raise TypeError("the bidirectional MambaLayer has no streaming form (its backward stack needs the "
+                            "whole sequence)")
+        return self.forward_mamba_block.init_state(batch)
+
+    def call_with_state(self, x: Float[Array, "B L D"], states: list[MambaState]
+                        ) -> tuple[Float[Array, "B L D"], list[MambaState]]:
+        """The causal layer on the next ``L >= 0`` frames given the states after the previous ones."""
+        if x.shape[1] == 0:  # nothing new at this level: the states stay
+            return x, states
+        return self.forward_mamba_block.call_with_state(x, states)
+
 
 class DownSample(nnx.Module):
     def __init__(self, cfg: SepMambaConfig, c_in: int, c_out: int, *, rngs: nnx.Rngs):
@@ -204,6 +221,97 @@ class SepMamba(nnx.Module):
         if lengths is None:
             return y
         return mask_padding(y, jnp.minimum((n - 1) * cfg.stride + cfg.kernel_size, lengths), axis=-1)
+
+    # ---- streaming (causal variant; driven chunk by chunk by mamba_jax/inference/streaming.py) ---------------
+    # The state carries, for every layer, exactly what the offline pass would have in memory at that point:
+    # * down level i: the last ``k - s`` inputs of the strided conv not yet consumed by a frame, and the
+    #   conv/SSM states of the causal Mamba stack (``MambaLayer.call_with_state``);
+    # * the skip connections: the down-level outputs waiting for the up path to reach them (a FIFO);
+    # * up level j and the decoder: the last ``k/s - 1`` input frames of the transposed conv (each output
+    #   position sums the frames that overlap it, so those frames are all that is needed), and the Mamba states.
+
+    @property
+    def warmup_samples(self) -> int:
+        """Input samples after which every down level holds exactly ``k - s`` unconsumed inputs and no frame
+        has reached the deepest level: ``(k - s)(1 + s + ... + s^{levels-1})`` (98 for k=16, s=2, 3 levels)."""
+        k, s = self.cfg.kernel_size, self.cfg.stride
+        return sum((k - s) * s ** i for i in range(len(self.down)))
+
+    @property
+    def group_samples(self) -> int:
+        """Input samples per deepest-level frame, ``s^levels`` (8): the unit in which output becomes final."""
+        return self.cfg.stride ** len(self.down)
+
+    def init_stream_state(self) -> StreamState:
+        """State before the first sample (batch 1): empty conv buffers and skip FIFOs, zero transposed-conv
+        history (a frame that does not exist contributes nothing), zero Mamba states."""
+        hist = self.cfg.kernel_size // self.cfg.stride - 1
+
+        def empty(c):
+            return jnp.zeros((1, 0, c), jnp.float32)
+
+        return dict(
+            down_buf=[empty(d.conv1d.weight.shape[1]) for d in self.down],
+            down_ssm=[d.mamba_layer.init_state(1) for d in self.down],
+            fifo=[empty(d.conv1d.weight.shape[0]) for d in list(self.down)[:-1]],
+            up_hist=[jnp.zeros((1, hist, u.convT1d.weight.shape[0]), jnp.float32) for u in self.up],
+            up_ssm=[u.mamba_layer.init_state(1) for u in self.up],
+            dec_hist=jnp.zeros((1, hist, self.decoder.weight.shape[0]), jnp.float32),
+        )
+
+    def stream_step(self, st: StreamState, x: Float[Array, "1 n 1"], *, final: bool, remaining: int
+                    ) -> tuple[StreamState, Float[Array, "1 m S"]]:
+        """Feeds ``x`` through every level; returns the new state and the output samples that are now final.
+
+        ``final=False``: ``x`` must keep the schedule of mamba_jax/inference/streaming.py (``warmup_samples``
+        from the initial state, then whole groups of ``group_samples``), which makes every buffer length
+        constant. ``final=True``: the end of the signal; the transposed convs are evaluated up to their last
+        output and zero-padded like the offline model, and the output is fitted to ``remaining`` samples.
+        """
+        k, s = self.cfg.kernel_size, self.cfg.stride
+        hist = k // s - 1
+        st = dict(st, down_buf=list(st["down_buf"]), down_ssm=list(st["down_ssm"]), fifo=list(st["fifo"]),
+                  up_hist=list(st["up_hist"]), up_ssm=list(st["up_ssm"]))
+        h, skips = x, []
+        for i, down in enumerate(self.down):
+            buf = jnp.concatenate([st["down_buf"][i], h], axis=1)  # [1, unconsumed + new, C]
+            n = (buf.shape[1] - k) // s + 1 if buf.shape[1] >= k else 0
+            frames = (jax.nn.relu(down.conv1d(buf)) if n else
+                      jnp.zeros((1, 0, down.conv1d.weight.shape[0]), buf.dtype))  # [1, n, O]
+            st["down_buf"][i] = buf[:, s * n:]  # the next frame starts at s * n
+            h, st["down_ssm"][i] = down.mamba_layer.call_with_state(frames, st["down_ssm"][i])
+            skips.append(h)
+        skips.pop()
+
+        def up_conv(conv, prev, new):
+            """Transposed conv of the frames ``new`` given the previous ``hist`` frames ``prev``: the positions
+            that no later frame reaches (all positions to the end when ``final``)."""
+            full = jnp.concatenate([prev, new], axis=1)  # [1, hist + n, C]
+            y = conv(full)[:, s * hist:]  # position s*hist of `full` is the first one `prev[0]` does not finish
+            return (y if final else y[:, :s * new.shape[1]]), full[:, full.shape[1] - hist:]
+
+        for j, up in enumerate(self.up):
+            lvl = len(st["fifo"]) - 1 - j
+            y, st["up_hist"][j] = up_conv(up.convT1d, st["up_hist"][j], h)
+            y = jax.nn.relu(y)
+            fifo = jnp.concatenate([st["fifo"][lvl], skips[lvl]], axis=1)  # skip frames not yet joined
+            m = fifo.shape[1] if final else y.shape[1]
+            y = _fit_frames(y, m)  # the offline model zero-pads the transposed-conv output to the skip length
+            skip, st["fifo"][lvl] = fifo[:, :m], fifo[:, m:]
+            z = jax.nn.relu(up.conv1d_fusion(jnp.concatenate([skip, y], axis=-1))) if m else y  # [1, m, O]
+            h, st["up_ssm"][j] = up.mamba_layer.call_with_state(z, st["up_ssm"][j])
+        out, st["dec_hist"] = up_conv(self.decoder, st["dec_hist"], h)  # [1, m, S]
+        if final:
+            out = _fit_frames(out, remaining)
+        return st, out
+
+
+def _fit_frames(x: Float[Array, "1 L C"], length: int) -> Float[Array, "1 L2 C"]:
+    """Crops or zero-pads the time axis to ``length`` (the model's ``jnp.pad`` to the skip / ``fit_length``)."""
+    if x.shape[1] >= length:
+        return x[:, :length]
+    return jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0)))
+
 
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> SepMamba:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from kernels.selective_scan.config import BlockConfig
+from mamba_jax_kernels.selective_scan.config import BlockConfig
 
 CACHE_FILE = "selective_scan_auto.json"
 

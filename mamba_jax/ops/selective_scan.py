@@ -25,10 +25,15 @@ Implementations (``impl``):
   per shape signature on first use and cached (``scan_autotune``: in process, and on disk when
   ``MAMBA_JAX_SCAN_AUTOTUNE_DIR`` is set; ``MAMBA_JAX_SCAN_AUTO`` pins a candidate); ``"associative"`` on TPU;
   ``"sequential"`` on CPU.
+
+Sharding is explicit: ``sharding=ScanSharding(mesh, "data")`` (the trainer's, set on its model's mixers with
+``layers.mamba.set_scan_sharding``) says that the batch rows are split over that mesh axis; the kernel then
+runs per device under ``shard_map``. The scan never looks at an ambient mesh.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Literal
 
@@ -42,6 +47,28 @@ IMPLS = ("auto", "sequential", "associative", "pallas")
 
 _HI = jax.lax.Precision.HIGHEST  # no TF32 in the state contraction
 _DEFAULT_CHUNK = {"sequential": 64, "associative": 128}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanSharding:
+    """The scan's batch rows are split over ``mesh``'s axis ``batch_axis`` (data parallelism).
+
+    ``impl="pallas"`` then runs the kernel per device under ``jax.shard_map`` (a ``pallas_call`` is opaque to
+    GSPMD: without it XLA would gather the whole batch onto every device), and ``impl="auto"`` measures the
+    per-device shapes. The pure-JAX scans need nothing: GSPMD partitions them along the batch by itself.
+    """
+
+    mesh: jax.sharding.Mesh
+    batch_axis: str = "data"
+
+    def __post_init__(self):
+        if self.batch_axis not in self.mesh.axis_names:
+            raise ValueError(f"ScanSharding: mesh axes {self.mesh.axis_names} have no {self.batch_axis!r}")
+
+    @property
+    def size(self) -> int:
+        """Devices along ``batch_axis``."""
+        return int(self.mesh.shape[self.batch_axis])
 
 
 def _resolve_impl(impl: str) -> str:
@@ -63,14 +90,13 @@ def _signature(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_
             f"|last{int(bool(return_last_state))}")
 
 
-def _auto_gpu(args: tuple, kwargs: dict):
+def _auto_gpu(args: tuple, kwargs: dict, sharding: ScanSharding | None):
     """(impl, block_config) for ``impl="auto"`` on GPU: measured once per signature (see ``scan_autotune``)."""
     from mamba_jax.ops import scan_autotune
 
     u, delta, A, B, C, D, z, delta_bias, initial_state = args
-    # Under a data-parallel mesh each device scans B / n rows (see _pallas_data_parallel): measure that.
-    mesh = jax.sharding.get_abstract_mesh()
-    n = 1 if mesh.empty or "data" not in mesh.axis_names else mesh.shape["data"]
+    # Data-parallel, each device scans B / n rows (see _pallas_data_parallel): measure that.
+    n = 1 if sharding is None else sharding.size
     if n > 1 and u.shape[0] % n == 0:
         local = lambda x: None if x is None else jax.ShapeDtypeStruct((x.shape[0] // n,) + x.shape[1:], x.dtype)
         u, delta, B, C, z, initial_state = map(local, (u, delta, B, C, z, initial_state))
@@ -104,32 +130,32 @@ def _auto_gpu(args: tuple, kwargs: dict):
 
 
 def _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state,
-                          block_config=None):
-    """The Pallas kernel, run per device under ``jax.shard_map`` when a mesh with a ``data`` axis is set
-    (``jax.set_mesh``, as the trainer does) and the batch divides over it.
+                          block_config=None, sharding: ScanSharding | None = None):
+    """The Pallas kernel, run per device under ``jax.shard_map`` over ``sharding``'s batch axis when the batch
+    divides over it.
 
     A ``pallas_call`` is opaque to GSPMD: inside a plain jit over batch-sharded inputs, XLA would gather the
     whole batch onto every device. Under ``shard_map`` each device scans its own rows (the scan is independent
     per batch row, so no collective is needed); gradients of the replicated ``A``, ``D`` and ``delta_bias``
-    are summed over the axis by shard_map's transpose. Without such a mesh (or with an indivisible batch,
+    are summed over the axis by shard_map's transpose. Without ``sharding`` (or with an indivisible batch,
     e.g. single-utterance validation) the kernel is called directly.
     """
-    from kernels.selective_scan import selective_scan as pallas_scan
+    from mamba_jax_kernels.selective_scan import selective_scan as pallas_scan
 
     def call(u, delta, B, C, z, h0, A, D, bias):
         return pallas_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=delta_softplus,
                            return_last_state=return_last_state, initial_state=h0, block_config=block_config)
 
-    mesh = jax.sharding.get_abstract_mesh()
-    n = 1 if mesh.empty or "data" not in mesh.axis_names else mesh.shape["data"]
+    n = 1 if sharding is None else sharding.size
     if n == 1 or u.shape[0] % n:
         return call(u, delta, B, C, z, initial_state, A, D, delta_bias)
     P = jax.sharding.PartitionSpec
-    row = lambda x: None if x is None else P("data")
+    rows = P(sharding.batch_axis)
+    row = lambda x: None if x is None else rows
     rep = lambda x: None if x is None else P()
     batch_args, shared_args = (u, delta, B, C, z, initial_state), (A, D, delta_bias)
-    out_specs = (P("data"), P("data")) if return_last_state else P("data")
-    return jax.shard_map(call, mesh=mesh, in_specs=tuple(map(row, batch_args)) + tuple(map(rep, shared_args)),
+    out_specs = (rows, rows) if return_last_state else rows
+    return jax.shard_map(call, mesh=sharding.mesh, in_specs=tuple(map(row, batch_args)) + tuple(map(rep, shared_args)),
                          out_specs=out_specs, check_vma=False)(*batch_args, *shared_args)
 
 
@@ -241,22 +267,24 @@ def selective_scan(
     *,
     impl: Impl = "auto",
     chunk_size: int | None = None,
+    sharding: ScanSharding | None = None,
     _block_config=None,
 ) -> Float[Array, "B L E"] | tuple[Float[Array, "B L E"], Float[Array, "B E N"]]:
     """Selective scan with mamba_ssm semantics, channels-last (see the module docstring).
 
     Returns ``out`` ``[B, L, E]`` in ``u.dtype``, and with ``return_last_state`` also the fp32 state
     ``[B, E, N]`` after the last step. Differentiable in every array argument, ``initial_state`` included.
-    ``chunk_size`` tunes the pure-JAX paths (ignored by ``"pallas"``).
+    ``chunk_size`` tunes the pure-JAX paths (ignored by ``"pallas"``); ``sharding``: see :class:`ScanSharding`.
     """
     g = _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
     impl = _resolve_impl(impl)
     if impl == "auto":
         impl, _block_config = _auto_gpu((u, delta, A, B, C, D, z, delta_bias, initial_state),
-                                        dict(delta_softplus=delta_softplus, return_last_state=return_last_state))
+                                        dict(delta_softplus=delta_softplus, return_last_state=return_last_state),
+                                        sharding)
     if impl == "pallas":
         return _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                                     initial_state, _block_config)
+                                     initial_state, _block_config, sharding)
 
     bsz, l, e = u.shape
     n = A.shape[1]

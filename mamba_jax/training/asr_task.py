@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from mamba_jax.data import pipeline
 from mamba_jax.data.buckets import duration_batching_from
-from mamba_jax.data.libri import LibriSpeechSource
 from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
 from mamba_jax.layers.specaugment import SpecAugmentConfig, spec_augment
 from mamba_jax.tokenizer import Tokenizer, check_vocab_size, train_tokenizer
@@ -38,9 +37,7 @@ TOKEN_MULTIPLE = 32  # token rows padded to a multiple of this (fewer distinct s
 
 def training_transcripts(data_cfg: ml_collections.ConfigDict) -> list[str]:
     """Every transcript of the training subsets (the tokenizer's training text)."""
-    source = LibriSpeechSource(pipeline._root(data_cfg), data_cfg.librispeech_train.split(","),
-                               sample_rate=data_cfg.sample_rate, on_rate_mismatch=data_cfg.on_rate_mismatch)
-    return list(source.texts)
+    return list(pipeline.librispeech_source(data_cfg, "train").texts)
 
 
 def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Tokenizer:
@@ -154,7 +151,7 @@ class AsrTask:
 
     def evaluate(self, model, *, max_batches: int | None = None) -> dict[str, float]:
         """Teacher-forced loss and decoded WER/CER over the valid split (``config.decoding``)."""
-        from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
+        from mamba_jax.decoding import beam_search_config_from, decode_batch
         from mamba_jax.metrics.asr import corpus_cer, corpus_wer
 
         model.eval()

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+BATCH_AXIS = "data"  # the one mesh axis: batch rows (the selective scan is told so through ScanSharding)
+
 _initialized = False
 
 
@@ -33,7 +35,7 @@ def initialize_from_env() -> None:
 
 def data_mesh() -> jax.sharding.Mesh:
     """One ``data`` axis over every device of every process (Auto axis type: classic GSPMD jit)."""
-    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+    return jax.make_mesh((jax.device_count(),), (BATCH_AXIS,), axis_types=(AxisType.Auto,))
 
 
 def replicated(mesh) -> NamedSharding:
@@ -41,7 +43,7 @@ def replicated(mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh) -> NamedSharding:
-    return NamedSharding(mesh, P("data"))
+    return NamedSharding(mesh, P(BATCH_AXIS))
 
 
 def global_batch(local: dict, mesh) -> dict:

@@ -19,7 +19,7 @@ only at *sync steps*: logging, evaluation and checkpoint steps, the last step an
   the stop step with one all-reduce of the flag at the next logging step (a per-step all-reduce would be a
   host sync per step);
 * a checkpoint save failing in the background (disk full) stops training at the next step with
-  ``CheckpointSaveError`` (checkpoint.py): host-side polling, no device sync.
+  ``CheckpointSaveError`` (mamba_jax/checkpoint.py): host-side polling, no device sync.
 
 Resume order (what makes a resumed run bit-identical to an uninterrupted one on CPU):
   1. compare the stored config with this one (``resume.check_resume``): a different model refuses to resume;
@@ -48,9 +48,11 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from mamba_jax.checkpoint import Checkpointer, abstract_with_sharding
+from mamba_jax.layers.mamba import set_scan_sharding
 from mamba_jax.models import build_model
+from mamba_jax.ops.selective_scan import ScanSharding
 from mamba_jax.training import distributed
-from mamba_jax.training.checkpoint import Checkpointer, abstract_with_sharding
 from mamba_jax.training.optim import LrSchedule, make_optimizer, set_learning_rate
 from mamba_jax.training.resume import check_resume
 from mamba_jax.training.tasks import make_task
@@ -82,8 +84,11 @@ class ModelDef:
     templates: tuple
 
     @classmethod
-    def of(cls, model_cfg: ml_collections.ConfigDict) -> ModelDef:
-        graphdef, _, _, templates = _split_model(nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0))))
+    def of(cls, model_cfg: ml_collections.ConfigDict, scan_sharding: ScanSharding | None = None) -> ModelDef:
+        """``scan_sharding``: the data-parallel mesh axis of the batch, given to every selective scan."""
+        model = nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0)))
+        set_scan_sharding(model, scan_sharding)
+        graphdef, _, _, templates = _split_model(model)
         return cls(graphdef, templates)
 
     def merge(self, params: dict, rest: dict) -> nnx.Module:
@@ -181,7 +186,7 @@ class _StopOnSignal:
 def _initialize_from(path, config, state, state_sharding) -> dict:
     """``state`` with ``params``/``rest`` replaced by those of the checkpoint at ``path`` (shape-checked against
     this run's model; the optimiser state is re-initialised for them)."""
-    from mamba_jax.training.checkpoint import load_params, model_from_params
+    from mamba_jax.checkpoint import load_params, model_from_params
 
     _, params, rest, src_step = load_params(path)
     _, p, r, _ = _split_model(model_from_params(config, params, rest))
@@ -237,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         if ckpt.latest_step() is not None:  # before building anything: a changed model is refused at once
             check_resume(ckpt.stored_config(ckpt.latest_step()), config, workdir)
         task = task if task is not None else make_task(config, workdir)
-        model_def = ModelDef.of(config.model)
+        model_def = ModelDef.of(config.model, ScanSharding(mesh, distributed.BATCH_AXIS))
         tx = make_optimizer(config.optim)
         repl = distributed.replicated(mesh)
         abstract_state = jax.eval_shape(functools.partial(create_train_state, config, tx))
@@ -269,8 +274,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 ckpt.wait()
                 raise
 
-        # The mesh in context lets selective_scan(impl='pallas') run its kernel per device under shard_map.
-        cleanup.enter_context(jax.set_mesh(mesh))
         for step in range(start, tc.num_steps):
             batch = distributed.global_batch(next(train_iter), mesh)
             state, metrics = p_train_step(state, batch, jnp.float32(schedule.lr(step)),

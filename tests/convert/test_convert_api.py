@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mamba_jax.checkpoint import load_model, load_params, model_from_params
+from mamba_jax.config import load_config
 from mamba_jax.convert import ConversionError, convert_checkpoint, convert_state_dict, read_state_dict
 from mamba_jax.convert.common import StateDictMapper, path_str
 from mamba_jax.convert.golden import make_state_dict
-from mamba_jax.summary import load_config
-from mamba_jax.training.checkpoint import load_model, load_params, model_from_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

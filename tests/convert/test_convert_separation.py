@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mamba_jax.checkpoint import model_from_params
+from mamba_jax.config import load_config
 from mamba_jax.convert import convert_state_dict
 from mamba_jax.convert.golden import checksums, make_state_dict
-from mamba_jax.summary import load_config
-from mamba_jax.training.checkpoint import model_from_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mamba_jax.checkpoint import save_params
 from mamba_jax.data.text import ALPHABET, make_sentence
 from mamba_jax.models import build_model
 from mamba_jax.tokenizer import train_tokenizer
-from mamba_jax.training.checkpoint import save_params
 
 
 def speechlike(seconds: float, seed: int, rate: int) -> np.ndarray:

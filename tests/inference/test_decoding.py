@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mamba_jax.inference.decoding import (BeamSearchConfig, CTCPrefixState, ctc_greedy, ctc_prefix_beam_search,
+from mamba_jax.decoding import (BeamSearchConfig, CTCPrefixState, ctc_greedy, ctc_prefix_beam_search,
                                           ctc_prefix_init, ctc_prefix_score, joint_beam_search)
 from mamba_jax.models.conmamba import ConMambaASR, ConMambaConfig
 from mamba_jax.training.asr_losses import ctc_loss

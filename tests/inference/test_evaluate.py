@@ -76,12 +76,12 @@ def test_separation_whole_utterance_by_default(sep_checkpoint):
     from mamba_jax.inference.evaluate import evaluate_separation
 
     d, config, model = sep_checkpoint
-    windowed = Separator.from_model(model, config, chunk_seconds=0.1, hop_seconds=0.05)
+    windowed = Separator(model, config, chunk_seconds=0.1, hop_seconds=0.05)
     batch = next(iter(separation_dataset(config.data, "test", batch_size=1, seed=0, drop_remainder=False)))
     n = int(batch["lengths"][0])
     assert n > windowed.chunk  # the windows would apply
     mix, ref = batch["mix"][0, :n].astype(np.float64), batch["sources"][0, :, :n].astype(np.float64)
-    whole = Separator.from_model(model, config, chunk_seconds=None).separate_batch(batch["mix"][:, :n])[0]
+    whole = Separator(model, config, chunk_seconds=None).separate_batch(batch["mix"][:, :n])[0]
     kw = dict(max_utterances=1, perceptual=False, progress=False, n_plots=0)
     summary, rows = evaluate_separation(windowed, config, **kw)
     assert summary["segmentation"] == "whole utterance"

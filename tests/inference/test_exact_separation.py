@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mamba_jax.config import load_config
 from mamba_jax.inference import Separator
 from mamba_jax.models import build_model
-from mamba_jax.summary import load_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 RATE = 8000
@@ -24,7 +24,7 @@ FAMILIES = ["mambatasnet_xs", "dpmamba_xs", "sepmamba_s", "sepmamba_causal_s", "
 def family(request):
     config = load_config(f"{CONFIGS / request.param}.py:smoke")
     model = build_model(config.model, rngs=nnx.Rngs(0))
-    sep = Separator.from_model(model, config, bucket_seconds=BUCKET / RATE)
+    sep = Separator(model, config, bucket_seconds=BUCKET / RATE)
     unpadded = jax.jit(lambda x: model(x))  # the reference: the model on exactly the signal, no padding
     lengths = [model.min_length, model.min_length + 37, BUCKET + 1]  # minimum, odd, just past a bucket
     assert lengths[1] % 2 == 1 and lengths[1] <= BUCKET < lengths[2]
@@ -51,7 +51,7 @@ def test_separate_equals_unpadded_call(family):
 def test_batch_of_three_equals_single_calls(family):
     """The three signals in ONE device call (one 320-sample bucket, rows padded to 4) equal three single calls."""
     name, sep, signals, refs = family
-    wide = Separator.from_model(sep.model, sep.config, bucket_seconds=2 * BUCKET / RATE)
+    wide = Separator(sep.model, sep.config, bucket_seconds=2 * BUCKET / RATE)
     assert {wide.padded_length(x.size) for x in signals} == {2 * BUCKET}
     t = max(x.size for x in signals)
     batch = np.zeros((3, t), np.float32)

@@ -238,11 +238,11 @@ def test_separate_file(rel_ckpt):
 
 def test_progress_bar_for_long_inputs(sep_checkpoint, capsys):
     d, config, model = sep_checkpoint
-    sep = Separator.from_model(model, config, chunk_seconds=0.1, hop_seconds=0.05, progress=True)
+    sep = Separator(model, config, chunk_seconds=0.1, hop_seconds=0.05, progress=True)
     sep.separate(speechlike(1.0, 8, 8000), 8000)  # 19 windows of 0.1 s
     err = capsys.readouterr().err
     # the bar counts the 19 windows (it is cleared at the end, leave=False, and throttled: the last refresh
     # shown may be before 19/19)
     assert "separate" in err and "/19 [" in err and "window" in err
-    Separator.from_model(model, config, chunk_seconds=0.1, hop_seconds=0.05).separate(speechlike(1.0, 8, 8000), 8000)
+    Separator(model, config, chunk_seconds=0.1, hop_seconds=0.05).separate(speechlike(1.0, 8, 8000), 8000)
     assert capsys.readouterr().err == ""  # off by default

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mamba_jax.config import load_config
 from mamba_jax.inference import Separator, align_permutation
 from mamba_jax.inference.separator import apply_model, crossfade, join_window, window_starts
 from mamba_jax.models import build_model
-from mamba_jax.summary import load_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 RATE = 8000
@@ -76,9 +76,9 @@ def test_crossfade_is_complementary_and_smooth():
 def test_short_input_equals_plain_call(setup):
     model, config, plain = setup
     x = _noise(700)
-    exact = Separator.from_model(model, config, chunk_seconds=0.1, hop_seconds=0.075, bucket_seconds=None)
+    exact = Separator(model, config, chunk_seconds=0.1, hop_seconds=0.075, bucket_seconds=None)
     np.testing.assert_allclose(exact.separate(x, RATE), plain(x), atol=1e-6, rtol=0)
-    bucketed = Separator.from_model(model, config, chunk_seconds=0.1, hop_seconds=0.075, bucket_seconds=0.1)
+    bucketed = Separator(model, config, chunk_seconds=0.1, hop_seconds=0.075, bucket_seconds=0.1)
     assert bucketed.padded_length(700) == 800
     # the padding up to the bucket is inert: even the causal model's last look-ahead samples are exact
     np.testing.assert_allclose(bucketed.separate(x, RATE), plain(x), atol=1e-6, rtol=0)
@@ -89,7 +89,7 @@ def test_short_input_equals_plain_call(setup):
 
 def test_lengths_in_one_bucket_share_one_compilation(setup):
     model, config, _ = setup
-    sep = Separator.from_model(model, config, bucket_seconds=0.05)  # buckets of 400 samples
+    sep = Separator(model, config, bucket_seconds=0.05)  # buckets of 400 samples
     n0 = apply_model._cache_size()  # shared by all Separators: count what these calls add
     assert sep.separate(_noise(1250), RATE).shape == (2, 1250)
     n1 = apply_model._cache_size()
@@ -126,7 +126,7 @@ def test_overlap_add_long_input_matches_reference(setup):
     model, config, plain = setup
     chunk, hop, n = 800, 600, 2300
     x = _noise(n, 3)
-    sep = Separator.from_model(model, config, chunk_seconds=chunk / RATE, hop_seconds=hop / RATE, batch_size=4)
+    sep = Separator(model, config, chunk_seconds=chunk / RATE, hop_seconds=hop / RATE, batch_size=4)
     got = sep.separate(x, RATE)
     starts = [0, 600, 1200, 1500]
     want = _reference_overlap_add([plain(x[s:s + chunk]) for s in starts], starts, n, chunk)
@@ -135,7 +135,7 @@ def test_overlap_add_long_input_matches_reference(setup):
 
 def test_separate_batch_rows_and_lengths(setup):
     model, config, _ = setup
-    sep = Separator.from_model(model, config, chunk_seconds=0.1, hop_seconds=0.075, bucket_seconds=0.1)
+    sep = Separator(model, config, chunk_seconds=0.1, hop_seconds=0.075, bucket_seconds=0.1)
     short, long = _noise(700, 4), _noise(2300, 5)
     batch = np.stack([np.pad(short, (0, 1600)), long])
     got = sep.separate_batch(batch, lengths=[700, 2300])
@@ -147,7 +147,7 @@ def test_separate_batch_rows_and_lengths(setup):
 
 def test_resampling_path(setup):
     model, config, plain = setup
-    sep = Separator.from_model(model, config, bucket_seconds=None)
+    sep = Separator(model, config, bucket_seconds=None)
     x16 = _noise(1399, 6)  # 700 samples at 8 kHz
     with pytest.warns(UserWarning, match="16000 Hz resampled to the model's 8000 Hz"):
         got = sep.separate(x16, 16000)
@@ -159,7 +159,7 @@ def test_resampling_path(setup):
 
 
 def test_from_checkpoint_matches_from_model(setup, tmp_path):
-    from mamba_jax.training.checkpoint import save_params
+    from mamba_jax.checkpoint import save_params
 
     model, config, plain = setup
     _, params, rest = nnx.split(model, nnx.Param, ...)
@@ -172,7 +172,7 @@ def test_from_checkpoint_matches_from_model(setup, tmp_path):
 
 def test_errors(setup):
     model, config, _ = setup
-    sep = Separator.from_model(model, config)
+    sep = Separator(model, config)
     with pytest.raises(ValueError, match="cannot tell channels from time"):
         sep.separate(np.zeros((20, 800), np.float32), RATE)
     with pytest.raises(ValueError, match="empty"):
@@ -184,9 +184,9 @@ def test_errors(setup):
     with pytest.raises(ValueError, match="lengths must hold 1 values in \\[1, 800\\]"):
         sep.separate_batch(np.zeros((1, 800), np.float32), lengths=[900])
     with pytest.raises(ValueError, match="windows overlap"):
-        Separator.from_model(model, config, chunk_seconds=1.0, hop_seconds=1.0)
+        Separator(model, config, chunk_seconds=1.0, hop_seconds=1.0)
     with pytest.raises(ValueError, match="minimum input of 106"):
-        Separator.from_model(model, config, chunk_seconds=0.01)
+        Separator(model, config, chunk_seconds=0.01)
     asr = load_config(f"{CONFIGS / 'conmamba_small.py'}:smoke")
     with pytest.raises(ValueError, match="task 'asr'.*use Transcriber"):
-        Separator.from_model(None, asr)
+        Separator(None, asr)

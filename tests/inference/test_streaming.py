@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mamba_jax.config import load_config
 from mamba_jax.inference import Separator
 from mamba_jax.models import build_model
 from mamba_jax.models.sepmamba import causal_lookahead
-from mamba_jax.summary import load_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
@@ -22,7 +22,7 @@ def causal():
     config = load_config(f"{CONFIGS / 'sepmamba_causal_s.py'}:smoke")
     model = build_model(config.model, rngs=nnx.Rngs(3))
     offline = jax.jit(lambda x: model(x))  # the reference: one offline call on the whole signal
-    return Separator.from_model(model, config), lambda x: np.asarray(offline(x[None]))[0]
+    return Separator(model, config), lambda x: np.asarray(offline(x[None]))[0]
 
 
 def _stream(sep, x, sizes):
@@ -43,7 +43,7 @@ def signal(causal):
     (0.5 s buckets: the signal is padded to 4000 samples and run with its length)."""
     sep, offline = causal
     x = np.random.default_rng(0).standard_normal(1203).astype(np.float32) * 0.3
-    default = Separator.from_model(sep.model, sep.config)
+    default = Separator(sep.model, sep.config)
     assert default.padded_length(x.size) == 4000
     return x, offline(x), default.separate(x, 8000)
 
@@ -107,6 +107,6 @@ def test_stream_errors(causal):
 def test_stream_needs_causal_model():
     config = load_config(f"{CONFIGS / 'sepmamba_s.py'}:smoke")
     abstract = nnx.eval_shape(lambda: build_model(config.model, rngs=nnx.Rngs(0)))  # no weights needed
-    sep = Separator.from_model(abstract, config)
+    sep = Separator(abstract, config)
     with pytest.raises(ValueError, match="causal SepMamba.*non-causal"):
         sep.stream()

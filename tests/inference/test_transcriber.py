@@ -13,11 +13,11 @@ import pytest
 from inference_helpers import save_smoke_checkpoint, speechlike, transcripts
 
 from configs.conmamba_ctc_large import get_config as ctc_config
-from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
+from mamba_jax.checkpoint import load_model
+from mamba_jax.decoding import beam_search_config_from, decode_batch
 from mamba_jax.inference.transcriber import Transcriber
 from mamba_jax.layers.fbank import fbank, fbank_config_from
 from mamba_jax.tokenizer import Tokenizer, train_tokenizer
-from mamba_jax.training.checkpoint import load_model
 
 RATE = 16000
 
@@ -122,7 +122,7 @@ def test_ctc_only_model(tmp_path):
 
 def test_bad_inputs(s2s, tmp_path):
     d, config, model = s2s
-    asr = Transcriber.from_model(model, config, d / "tokenizer" / "tokenizer.model")
+    asr = Transcriber(model, config, d / "tokenizer" / "tokenizer.model")
     with pytest.raises(ValueError, match="method must be one of"):
         asr.transcribe(_wave(0.5, 0), RATE, method="greedy")
     with pytest.raises(ValueError, match="empty waveform"):
@@ -136,4 +136,4 @@ def test_bad_inputs(s2s, tmp_path):
         Transcriber.from_checkpoint(tmp_path)
     small = train_tokenizer(transcripts(), str(tmp_path / "tok20"), kind="unigram", vocab_size=35)
     with pytest.raises(ValueError, match="has 35 pieces but model.vocab_size=40"):
-        Transcriber.from_model(model, config, small)
+        Transcriber(model, config, small)

@@ -15,8 +15,8 @@ import tempfile
 
 import pytest
 
-from kernels.selective_scan import BlockConfig, selective_scan
 from mamba_jax.ops.scan_autotune import DEFAULT_CANDIDATES
+from mamba_jax_kernels.selective_scan import BlockConfig, selective_scan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Kernel v1 (one time step per iteration) at (16, 1024, 1024) bf16, bench/kernel_report.py, BENCHMARKS.md.

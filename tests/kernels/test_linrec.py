@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax.experimental import pallas as pl
 
-from kernels.selective_scan.linrec import linear_recurrence
+from mamba_jax_kernels.selective_scan.linrec import linear_recurrence
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

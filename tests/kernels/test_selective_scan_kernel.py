@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels.selective_scan import BlockConfig
-from kernels.selective_scan import selective_scan as kernel_scan
 from mamba_jax.ops.selective_scan import selective_scan as ops_scan
+from mamba_jax_kernels.selective_scan import BlockConfig
+from mamba_jax_kernels.selective_scan import selective_scan as kernel_scan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPTIONAL = ("D", "z", "delta_bias", "initial_state")
@@ -295,7 +295,7 @@ _SHARD_MAP_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_num_cpu_devices", 2)
     import jax.numpy as jnp, numpy as np
     from jax.sharding import PartitionSpec as P
-    from kernels.selective_scan import BlockConfig, selective_scan
+    from mamba_jax_kernels.selective_scan import BlockConfig, selective_scan
     rng = np.random.default_rng(0)
     b, l, e, n = 4, 19, 16, 16
     r = lambda *s: jnp.asarray(rng.standard_normal(s), jnp.float32)

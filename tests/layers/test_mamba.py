@@ -140,8 +140,10 @@ def test_dual_stack_combines_independent_directions():
 
 def test_bidirectional_mixer_refuses_streaming():
     m = BiMambaV2(MambaConfig(d_model=8), rngs=nnx.Rngs(0))
+    assert not any(hasattr(m, name) for name in ("init_state", "call_with_state", "step"))
+    stack = MambaStack(MambaConfig(d_model=8), 1, mixer="bimamba_v2", rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match="bidirectional"):
-        m.init_state(1)
+        stack.init_state(1)
 
 
 def test_reverse_padded_reverses_within_each_length():

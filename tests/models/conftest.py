@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from mamba_jax.summary import load_config
+from mamba_jax.config import load_config
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 

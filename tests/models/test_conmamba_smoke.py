@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mamba_jax.inference.decoding import beam_search_config_from, decode_batch
+from mamba_jax.decoding import beam_search_config_from, decode_batch
 from mamba_jax.layers.fbank import fbank, fbank_config_from
 from mamba_jax.layers.normalization import InputNormalization
 from mamba_jax.layers.specaugment import SpecAugmentConfig, spec_augment

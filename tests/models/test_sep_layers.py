@@ -14,6 +14,7 @@ from mamba_jax.layers.stft import istft, stft
 from mamba_jax.layers.torch_conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from mamba_jax.models import dpmamba as dp
 from mamba_jax.models import mamba_tasnet as mt
+from mamba_jax.models.tasnet import mt_reset
 
 
 def _np(x):
@@ -160,7 +161,7 @@ def test_mt_reset_changes_dt_bias_and_out_proj_only():
     dt = jax.nn.softplus(mixer.dt_proj.bias[...])
     assert float(dt.min()) >= 1e-4 - 1e-7 and float(dt.max()) <= 0.1 + 1e-6
     assert float(jnp.abs(mixer.out_proj.kernel[...]).max()) <= 1 / np.sqrt(64) / 2 + 1e-7
-    mt.mt_reset(model, nnx.Rngs(1))
+    mt_reset(model, nnx.Rngs(1))
     for sfx in ("", "_b"):
         bias = getattr(mixer, f"dt_proj{sfx}").bias[...]  # torch Linear default: U(+-1/sqrt(dt_rank = 2))
         assert float(jnp.abs(bias).max()) <= 1 / np.sqrt(2)

@@ -1,6 +1,7 @@
-"""``selective_scan(impl="pallas")`` under a ``data`` mesh (as the trainer sets it) runs the kernel per device
-through ``shard_map``: same values and gradients as without a mesh, and no gather of the batch. Two fake CPU
-devices in a subprocess, the kernel in interpret mode."""
+"""``selective_scan(impl="pallas", sharding=ScanSharding(mesh, "data"))`` (as the trainer passes it) runs the
+kernel per device through ``shard_map``: same values and gradients as without sharding, and no gather of the
+batch; an ambient mesh alone changes nothing (the scan never looks for one). Two fake CPU devices in a
+subprocess, the kernel in interpret mode."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
-    from mamba_jax.ops.selective_scan import selective_scan
+    from flax import nnx
+    from mamba_jax.layers.mamba import Mamba, MambaConfig, set_scan_sharding
+    from mamba_jax.ops.selective_scan import ScanSharding, selective_scan
 
     b, l, e, n = 4, 24, 8, 4
     ks = jax.random.split(jax.random.key(0), 9)
@@ -23,23 +26,34 @@ SCRIPT = textwrap.dedent("""
     B, C, h0 = r(ks[3], b, l, n), r(ks[4], b, l, n), r(ks[5], b, e, n)
     A, D, bias = -jnp.exp(0.5 * r(ks[6], e, n)), r(ks[7], e), r(ks[8], e)
 
-    def loss(u, dl, B, C, z, h0, A, D, bias):
-        y, last = selective_scan(u, dl, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True,
-                                 return_last_state=True, initial_state=h0, impl="pallas")
-        return jnp.sum(jnp.sin(y)) + jnp.sum(last ** 2), (y, last)
+    def loss_with(sharding):
+        def loss(u, dl, B, C, z, h0, A, D, bias):
+            y, last = selective_scan(u, dl, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True,
+                                     return_last_state=True, initial_state=h0, impl="pallas", sharding=sharding)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(last ** 2), (y, last)
+        return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(9)), has_aux=True))
 
-    f = jax.jit(jax.value_and_grad(loss, argnums=tuple(range(9)), has_aux=True))
+    f_ref = loss_with(None)
     args = (u, dl, B, C, z, h0, A, D, bias)
-    (_, (y_ref, s_ref)), g_ref = f(*args)
+    (_, (y_ref, s_ref)), g_ref = f_ref(*args)
 
     mesh = jax.make_mesh((2,), ("data",), axis_types=(AxisType.Auto,))
+    f = loss_with(ScanSharding(mesh, "data"))
     rows = NamedSharding(mesh, P("data"))
     sharded = tuple(jax.device_put(x, rows) for x in args[:6]) + args[6:]
+    assert "shard_map" in str(jax.make_jaxpr(f)(*sharded))
+    (_, (y, s)), g = f(*sharded)
+    # An indivisible batch (3 rows on 2 devices) falls back to the plain kernel call.
+    assert "shard_map" not in str(jax.make_jaxpr(f)(*(x[:3] for x in args[:6]), *args[6:]))
+    # The ambient mesh is not read: without the argument, no shard_map even inside jax.set_mesh.
     with jax.set_mesh(mesh):
-        assert "shard_map" in str(jax.make_jaxpr(f)(*sharded))
-        (_, (y, s)), g = f(*sharded)
-        # An indivisible batch (3 rows on 2 devices) falls back to the plain kernel call.
-        assert "shard_map" not in str(jax.make_jaxpr(f)(*(x[:3] for x in args[:6]), *args[6:]))
+        assert "shard_map" not in str(jax.make_jaxpr(f_ref)(*sharded))
+    # A model's mixers get the sharding from the trainer through set_scan_sharding.
+    m = Mamba(MambaConfig(d_model=4, d_state=4), scan_impl="pallas", rngs=nnx.Rngs(0))
+    x = jax.device_put(r(ks[0], b, l, 4), rows)
+    assert "shard_map" not in str(jax.make_jaxpr(lambda x: m(x))(x))
+    set_scan_sharding(m, ScanSharding(mesh, "data"))
+    assert "shard_map" in str(jax.make_jaxpr(lambda x: m(x))(x))
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s, s_ref, rtol=1e-5, atol=1e-6)
     for got, want in zip(g, g_ref):

@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from configs.sepmamba_causal_s import get_config
+from mamba_jax.checkpoint import find_tokenizer, load_model, load_params, model_from_params, save_params
 from mamba_jax.models import build_model
-from mamba_jax.training.checkpoint import find_tokenizer, load_model, load_params, model_from_params, save_params
 
 
 @pytest.fixture(scope="module")

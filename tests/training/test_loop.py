@@ -126,8 +126,8 @@ def test_all_below_threshold_batches_skip_the_update_and_are_counted(corpus, tmp
     import jax
     from flax import nnx
 
+    from mamba_jax.checkpoint import load_params
     from mamba_jax.models import build_model
-    from mamba_jax.training.checkpoint import load_params
 
     cfg = tiny_config(corpus, num_steps=2, checkpoint_every_steps=2, eval_every_steps=2)
     cfg.loss.threshold_db = 1e4  # every example's loss is below: no example kept
@@ -172,7 +172,7 @@ def test_evaluation_compiles_once_across_three_evaluations(corpus, tmp_path, mon
 def test_init_from_fine_tunes_from_checkpoint_weights(corpus, tmp_path):
     import jax
 
-    from mamba_jax.training.checkpoint import load_params
+    from mamba_jax.checkpoint import load_params
 
     src = tmp_path / "src"
     train_and_evaluate(tiny_config(corpus, num_steps=2), src)

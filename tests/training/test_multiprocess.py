@@ -18,8 +18,8 @@ import jax
 import numpy as np
 import pytest
 
+from mamba_jax.checkpoint import load_params
 from mamba_jax.data.synthetic import SyntheticSpec, ensure_corpus
-from mamba_jax.training.checkpoint import load_params
 
 REPO = pathlib.Path(__file__).parents[2]
 SPEC = SyntheticSpec(n_train=3, n_valid=2, n_test=2, train_utts=3, eval_utts=2, tr_mixtures=8, cv_mixtures=2,

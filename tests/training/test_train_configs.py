@@ -11,8 +11,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from mamba_jax.checkpoint import find_tokenizer, load_model
 from mamba_jax.data.synthetic import SyntheticSpec, ensure_corpus
-from mamba_jax.training.checkpoint import find_tokenizer, load_model
 from mamba_jax.training.loop import train_and_evaluate
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[2] / "configs").glob("*.py")

@@ -1,4 +1,8 @@
-"""Orbax checkpoints: train state + grain iterator state + host state (schedule) + config, atomic and async.
+"""Checkpoint I/O, shared by training, inference, conversion and the CLI (it imports only ``mamba_jax.models``).
+
+The trainer's ``Checkpointer``: orbax, train state + grain iterator state + host state (schedule) + config,
+atomic and async. Weights only (``save_params``, ``load_params``, ``model_from_params``, ``load_model``,
+``find_tokenizer``): what inference, ``mamba_jax.convert`` and fine-tuning read and write.
 
 Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,host,config}``. Orbax writes each step into a
 temporary directory and renames it when complete, so a kill never leaves a half-written latest step; the
