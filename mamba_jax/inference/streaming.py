@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mamba_jax.layers.waveform import fit_length
 from mamba_jax.models.sepmamba import SepMamba, causal_lookahead, min_length
 from mamba_jax.typing import Array, Float
 
@@ -89,13 +90,6 @@ def init_state(model: SepMamba) -> StreamState:
     )
 
 
-def _fit(x: Float[Array, "1 L C"], length: int) -> Float[Array, "1 L2 C"]:
-    """Crops or zero-pads the time axis to ``length`` (the model's ``jnp.pad`` to the skip / ``fit_length``)."""
-    if x.shape[1] >= length:
-        return x[:, :length]
-    return jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0)))
-
-
 def _mamba(stack, x: Float[Array, "1 L D"], states):
     if x.shape[1] == 0:  # nothing new at this level: the state stays
         return x, states
@@ -139,13 +133,13 @@ def _advance(model: SepMamba, st: StreamState, x: Float[Array, "1 n 1"], *, fina
         y = jax.nn.relu(y)
         fifo = jnp.concatenate([st["fifo"][lvl], skips[lvl]], axis=1)  # skip frames not yet joined
         m = fifo.shape[1] if final else y.shape[1]
-        y = _fit(y, m)  # the offline model zero-pads the transposed-conv output to the skip length
+        y = fit_length(y, m, axis=1)  # the offline model zero-pads the transposed-conv output to the skip length
         skip, st["fifo"][lvl] = fifo[:, :m], fifo[:, m:]
         z = jax.nn.relu(up.conv1d_fusion(jnp.concatenate([skip, y], axis=-1))) if m else y  # [1, m, O]
         h, st["up_ssm"][j] = _mamba(up.mamba_layer.forward_mamba_block, z, st["up_ssm"][j])
     out, st["dec_hist"] = up_conv(model.decoder, st["dec_hist"], h)  # [1, m, S]
     if final:
-        out = _fit(out, remaining)
+        out = fit_length(out, remaining, axis=1)
     return st, out
 
 
