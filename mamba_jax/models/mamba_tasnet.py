@@ -59,6 +59,7 @@ from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import ChannelLayerNorm
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
+from mamba_jax.models import config_from
 from mamba_jax.ops.padding import as_lengths, conv_lengths, mask_padding
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -199,19 +200,10 @@ def mt_reset(model: nnx.Module, rngs: nnx.Rngs) -> None:
         out.kernel[...] = uniform(1.0 / math.sqrt(cfg.d_inner))(rngs.params(), out.kernel.shape)
 
 
-def config_from_dict(model_cfg) -> MambaTasNetConfig:
-    """Builds the frozen config from ``config.model`` (a ConfigDict); unknown fields raise."""
-    fields = {f.name for f in dataclasses.fields(MambaTasNetConfig)}
-    kwargs = {k: v for k, v in dict(model_cfg).items() if k not in ("name", "reinit")}
-    unknown = set(kwargs) - fields
-    if unknown:
-        raise ValueError(f"mamba_tasnet: unknown model fields {sorted(unknown)}")
-    return MambaTasNetConfig(**kwargs)
-
-
 def build(model_cfg, *, rngs: nnx.Rngs) -> MambaTasNet:
     """``config.model`` -> model. ``model_cfg.reinit``: ``"none"`` (constructor init) or ``"mt_reset"``."""
-    model = MambaTasNet(config_from_dict(model_cfg), rngs=rngs)
+    model = MambaTasNet(config_from(MambaTasNetConfig, model_cfg, model="mamba_tasnet", ignore=("name", "reinit")),
+                        rngs=rngs)
     apply_reinit(model, model_cfg, rngs)
     return model
 

@@ -64,6 +64,7 @@ from mamba_jax.layers.mamba import MambaConfig
 from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
+from mamba_jax.models import config_from
 from mamba_jax.ops.padding import as_lengths, conv_lengths, mask_padding, reverse_padded
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -208,9 +209,4 @@ class SepMamba(nnx.Module):
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> SepMamba:
     """``config.model`` -> model (``causal=True`` gives SepMambaCausal)."""
-    fields = {f.name for f in dataclasses.fields(SepMambaConfig)}
-    kwargs = {k: v for k, v in dict(model_cfg).items() if k != "name"}
-    unknown = set(kwargs) - fields
-    if unknown:
-        raise ValueError(f"sepmamba: unknown model fields {sorted(unknown)}")
-    return SepMamba(SepMambaConfig(**kwargs), rngs=rngs)
+    return SepMamba(config_from(SepMambaConfig, model_cfg, model="sepmamba"), rngs=rngs)
