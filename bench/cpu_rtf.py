@@ -56,7 +56,7 @@ def worker(tree: str, model_name: str, seconds: float) -> None:
     try:
         from mamba_jax.config import load_config
     except ImportError:  # a --compare tree from before mamba_jax.config
-        from mamba_jax.summary import load_config
+        from mamba_jax.config import load_config
 
     assert os.path.realpath(mamba_jax.__file__).startswith(os.path.realpath(tree)), mamba_jax.__file__
     config = load_config(os.path.join(tree, MODELS[model_name]))

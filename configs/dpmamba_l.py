@@ -4,16 +4,8 @@ Params: 59,788,289 (``python -m mamba_jax.summary configs/dpmamba_l.py``). Paper
 Smoke: ``configs/dpmamba_l.py:smoke``.
 """
 
-import importlib.util
-import pathlib
-
-
-def _base():
-    spec = importlib.util.spec_from_file_location("_dpmamba_s", pathlib.Path(__file__).with_name("dpmamba_s.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from configs._families import dpmamba
 
 
 def get_config(arg=None):
-    return _base().get_config(arg, size="l")
+    return dpmamba("l", arg)

@@ -4,16 +4,8 @@ Params: 15,647,488 (``python -m mamba_jax.summary configs/mambatasnet_m.py``). P
 SI-SNRi 22.4 dB, SDRi 22.6 dB. Smoke: ``configs/mambatasnet_m.py:smoke`` (same tiny model as the S smoke).
 """
 
-import importlib.util
-import pathlib
-
-
-def _base():
-    spec = importlib.util.spec_from_file_location("_mambatasnet_s", pathlib.Path(__file__).with_name("mambatasnet_s.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from configs._families import mamba_tasnet
 
 
 def get_config(arg=None):
-    return _base().get_config(arg, size="m")
+    return mamba_tasnet("m", arg)

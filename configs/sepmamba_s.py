@@ -1,4 +1,4 @@
-"""SepMamba S on WSJ0-2mix (arXiv 2410.20997; [SM] src/conf). Base of the SepMamba family.
+"""SepMamba S on WSJ0-2mix (arXiv 2410.20997; [SM] src/conf).
 
 Recipe (docs/sepmamba.md): dynamic mixing from raw WSJ0 si_tr_s (SepMamba recipe: random 4 s crops, gains
 U(-2.5, 2.5) dB, speed perturbation), 20,000 mixtures per epoch at batch 1, 500 epochs; AdamW lr 1.5e-4,
@@ -10,63 +10,12 @@ Params: 7,253,826 (``python -m mamba_jax.summary configs/sepmamba_s.py``). Paper
 SI-SDRi 21.2 dB, SDRi 21.4 dB. Smoke: ``configs/sepmamba_s.py:smoke`` (dim 8, one block per stack).
 """
 
-from mamba_jax.training.defaults import base_config
-
-SIZES = {  # dim, num_blocks, causal
-    "s": (64, 4, False),
-    "m": (128, 3, False),
-    "s_causal": (64, 8, True),
-    "m_causal": (128, 6, True),
-}
+from configs._families import sepmamba
 
 
-def get_config(arg=None, size="s"):
-    """``arg``: None or ``"smoke"``; ``size`` is set by the derived configs (m, s_causal, m_causal)."""
-    dim, num_blocks, causal = SIZES[size]
-    c = base_config("separation")
-    c.model.name = "sepmamba"
-    c.model.dim = dim
-    c.model.num_blocks = num_blocks
-    c.model.causal = causal
-    c.model.num_spks = 2
-    c.model.kernel_size = 16
-    c.model.stride = 2
-
-    c.loss.name = "si_sdr"
-    c.loss.threshold_db = None
-
-    c.optim.name = "adamw"
-    c.optim.lr = 1.5e-4
-    c.optim.weight_decay = 0.01
-    c.optim.clip_norm = 5.0
-    c.optim.schedule = "constant"
-    c.optim.warmup_steps = 0
-
-    c.train.batch_size = 1
-    c.train.num_steps = 500 * 20_000  # 500 epochs of 20k mixtures
-    c.train.eval_every_steps = 20_000
-    c.train.checkpoint_every_steps = 20_000
-    c.train.precision = "fp32"
-
-    c.data.corpus = "wsj0-dm"
-    c.data.dynamic_mixing = True
-    c.data.dm_recipe = "sepmamba"
-    c.data.speed_perturb = True
-    c.data.segment_seconds = 4.0
-    c.data.items_per_epoch = 20_000
-
-    if arg == "smoke":
-        c.model.scan_impl = "sequential"  # compiles ~2x faster than the associative scan on CPU
-        c.model.dim = 8
-        c.model.num_blocks = 1
-        c.train.num_steps = 2
-        c.train.eval_every_steps = 2
-        c.train.checkpoint_every_steps = 2
-        c.train.log_every_steps = 1
-        c.train.eval_batches = 1
-        c.data.segment_seconds = 0.5
-        c.data.items_per_epoch = 4
-    elif arg == "quickstart":
+def get_config(arg=None):
+    c = sepmamba("s", arg, extra_args=("quickstart",))
+    if arg == "quickstart":
         # The README's first command: a narrow SepMamba (dim 16, one block per stack) trained with dynamic mixing
         # from the embedded synthetic WSJ0 pool on 4 x 0.5 s crops per step, 550 CPU steps (~8 min on 2 cores);
         # validation on 20 held-out (unseen-speaker) mixtures at steps 275 and 550. lr 4e-3 with a 50-step warm-up
@@ -85,7 +34,5 @@ def get_config(arg=None, size="s"):
         c.optim.lr = 4e-3
         c.optim.schedule = "warmup_cosine"
         c.optim.warmup_steps = 50
-    elif arg not in (None, ""):
-        raise ValueError(f"unknown config arg {arg!r} (expected None, 'smoke' or 'quickstart')")
     c.lock()
     return c

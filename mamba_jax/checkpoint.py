@@ -1,10 +1,10 @@
 """Checkpoint I/O, shared by training, inference, conversion and the CLI (it imports only ``mamba_jax.models``).
 
-The trainer's ``Checkpointer``: orbax, train state + grain iterator state + host state (schedule) + config,
-atomic and async. Weights only (``save_params``, ``load_params``, ``model_from_params``, ``load_model``,
+The trainer's ``Checkpointer``: orbax, train state (optimiser and schedule state included) + grain iterator state +
+config, atomic and async. Weights only (``save_params``, ``load_params``, ``model_from_params``, ``load_model``,
 ``find_tokenizer``): what inference, ``mamba_jax.convert`` and fine-tuning read and write.
 
-Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,host,config}``. Orbax writes each step into a
+Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config}``. Orbax writes each step into a
 temporary directory and renames it when complete, so a kill never leaves a half-written latest step; the
 manager ignores leftovers on restart. Kept: the ``max_to_keep`` latest steps plus the ``keep_best`` steps
 with the highest validation score (``metrics["score"]``, higher is better).
@@ -33,7 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
-ITEMS = ("state", "data_iter", "host", "config")
+ITEMS = ("state", "data_iter", "config")
 
 
 class CheckpointSaveError(OSError):
@@ -144,12 +144,11 @@ class Checkpointer:
             f"checkpoint save failed: step {step} could not be written to {self.directory}: {cause}; "
             f"{previous}. {hint} and re-run the same command to resume.") from None
 
-    def save(self, step: int, state, data_iter, host: dict, config: ml_collections.ConfigDict,
+    def save(self, step: int, state, data_iter, config: ml_collections.ConfigDict,
              score: float | None = None) -> None:
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data_iter=grain.checkpoint.CheckpointSave(data_iter),
-            host=ocp.args.JsonSave(host),
             config=ocp.args.JsonSave(config.to_dict()),
         )
         self.wait()  # at most one save in flight; a failed previous one is reported, not silently replaced
@@ -162,12 +161,11 @@ class Checkpointer:
         self._pending = step
 
     def restore(self, step: int, abstract_state, data_iter=None):
-        """Restores ``(state, host)``; arrays come back with ``abstract_state``'s shardings; the iterator in place."""
-        items = dict(state=ocp.args.StandardRestore(abstract_state), host=ocp.args.JsonRestore())
+        """Restores the train state, its arrays with ``abstract_state``'s shardings, and the iterator in place."""
+        items = dict(state=ocp.args.StandardRestore(abstract_state))
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-        out = self.manager.restore(step, args=ocp.args.Composite(**items))
-        return out.state, out.host
+        return self.manager.restore(step, args=ocp.args.Composite(**items)).state
 
     def close(self) -> None:
         """Waits for the pending save (raising ``CheckpointSaveError`` if it failed) and closes the manager."""

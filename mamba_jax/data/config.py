@@ -34,7 +34,6 @@ def data_config(**overrides: Any) -> ml_collections.ConfigDict:
       speed_perturb: per-source speed {95, 100, 105}% on training items.
       drop_shorter: static training drops items shorter than ``segment_seconds`` (SPMamba).
       on_rate_mismatch: ``resample`` (librosa) or ``error``.
-      on_stereo: ``downmix`` (with a warning) or ``error``.
       num_workers: grain ``mp_prefetch`` worker processes (0 = in-process).
       read_threads: grain ``ReadOptions.num_threads`` for the in-process map.
       items_per_epoch: dynamic mixing epoch size (``None``: the wsj0-2mix tr count if the tree is
@@ -58,7 +57,6 @@ def data_config(**overrides: Any) -> ml_collections.ConfigDict:
     cfg.speed_perturb = False
     cfg.drop_shorter = False
     cfg.on_rate_mismatch = "resample"
-    cfg.on_stereo = "downmix"
     cfg.num_workers = 0
     cfg.read_threads = 2
     cfg.items_per_epoch = config_dict.placeholder(int)
@@ -95,7 +93,6 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         "mode": ("min", "max"),
         "dm_recipe": ("speechbrain", "sepmamba"),
         "on_rate_mismatch": ("resample", "error"),
-        "on_stereo": ("downmix", "error"),
         "mix_lists": ("auto", "none"),
     }
     for field, allowed in checks.items():

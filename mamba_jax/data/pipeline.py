@@ -24,10 +24,12 @@ segment when one is set, so shapes are static) and come with their true lengths.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import grain
 import ml_collections
@@ -40,7 +42,7 @@ from mamba_jax.data.libri import LibriMixSource, LibriSpeechSource
 from mamba_jax.data.wsj0 import SPLIT_DIRS, Wsj0MixSource, Wsj0PoolSource, resolve_wsj0mix_root
 
 __all__ = ["DurationBatching", "asr_bucket_plan", "asr_dataset", "collate_asr", "collate_separation",
-           "epoch_permutation", "separation_dataset", "steps_per_epoch"]
+           "epoch_permutation", "iterate", "separation_dataset", "steps_per_epoch"]
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_DM_EPOCH = 20000  # SB and SepMamba: 20,000 mixtures per epoch
@@ -392,3 +394,17 @@ def steps_per_epoch(cfg: ml_collections.ConfigDict, split: str, *, batch_size: i
         n = min(n, int(cfg.items_per_epoch))
     per_host = -(-n // process_count)
     return per_host // batch_size if drop_remainder else -(-per_host // batch_size)
+
+
+@contextlib.contextmanager
+def iterate(ds: Iterable, limit: int | None = None) -> Iterator[Iterator]:
+    """``with iterate(ds) as it:`` ``iter(ds)`` (its first ``limit`` elements when set), closed on leaving the
+    block however it is left: a grain iterator holds prefetch threads and, with ``num_workers``, processes.
+    Without ``limit`` the iterator is grain's own (its ``get_state``/``set_state`` checkpoint it)."""
+    it = iter(ds)
+    try:
+        yield it if limit is None else itertools.islice(it, limit)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()

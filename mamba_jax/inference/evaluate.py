@@ -144,13 +144,6 @@ def _means(rows: list[dict], keys: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _limit(it, max_utterances: int | None):
-    for i, item in enumerate(it):
-        if max_utterances is not None and i >= max_utterances:
-            return
-        yield i, item
-
-
 def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: str = "test",
                         max_utterances: int | None = None, out_dir: str | pathlib.Path | None = None,
                         n_plots: int = 3, perceptual: bool = True, progress: bool = True,
@@ -164,7 +157,7 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
     the corpus's utterance name); with ``out_dir`` also writes the CSV, the JSON and ``n_plots`` spectrogram PNGs
     (see the module docstring).
     """
-    from mamba_jax.data.pipeline import separation_dataset
+    from mamba_jax.data.pipeline import iterate, separation_dataset
 
     if config.get("task") != "separation":
         raise ValueError(f"evaluate_separation needs a separation config, got task {config.get('task')!r}")
@@ -179,11 +172,10 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
         out_dir.mkdir(parents=True, exist_ok=True)
     ds = separation_dataset(config.data, split, batch_size=1, seed=0, drop_remainder=False, num_epochs=1,
                             with_names=True)
-    it = iter(ds)
     rows: list[dict] = []
     t0 = time.perf_counter()
-    try:
-        bar = tqdm(_limit(it, max_utterances), total=max_utterances, desc=f"evaluate {split}", unit="utt",
+    with iterate(ds, max_utterances) as utterances:
+        bar = tqdm(enumerate(utterances), total=max_utterances, desc=f"evaluate {split}", unit="utt",
                    disable=not progress)
         for i, batch in bar:
             n = int(batch["lengths"][0])
@@ -197,10 +189,6 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
             if out_dir is not None and i < n_plots:
                 plot_spectrograms(out_dir / f"spectrogram_{i}.png", mix, est, rate, ref=ref,
                                   title=f"{split} utterance {i}: SI-SNRi {row['si_snri']:.2f} dB")
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
     if not rows:
         raise ValueError(f"split {split!r} of {config.data.corpus!r} holds no utterance")
     metric_keys = [k for k in rows[0] if k not in ("utterance", "name", "seconds")]
@@ -219,20 +207,18 @@ def evaluate_asr(transcriber, config: ml_collections.ConfigDict, *, split: str =
                  checkpoint: str | None = None, step: int | None = None) -> tuple[dict, list[dict]]:
     """Evaluates ``transcriber`` (a :class:`mamba_jax.inference.Transcriber`) on ``config.data``'s ``split``:
     ``(summary, rows)`` with corpus WER/CER in percent and per-utterance rows (see the module docstring)."""
-    from mamba_jax.data.pipeline import asr_dataset
+    from mamba_jax.data.pipeline import asr_dataset, iterate
 
     if config.get("task") != "asr":
         raise ValueError(f"evaluate_asr needs an ASR config, got task {config.get('task')!r}")
     rate = int(config.data.sample_rate)
     out_dir = None if out_dir is None else pathlib.Path(out_dir)
     ds = asr_dataset(config.data, split, batch_size=1, seed=0, drop_remainder=False, num_epochs=1)
-    it = iter(ds)
     rows: list[dict] = []
     t0 = time.perf_counter()
-    try:
-        bar = tqdm(_limit(it, max_utterances), total=max_utterances, desc=f"evaluate {split}", unit="utt",
-                   disable=not progress)
-        for _, batch in bar:
+    with iterate(ds, max_utterances) as utterances:
+        for batch in tqdm(utterances, total=max_utterances, desc=f"evaluate {split}", unit="utt",
+                          disable=not progress):
             n = int(batch["wave_lengths"][0])
             ref = str(batch["text"][0])
             hyp = transcriber.transcribe(np.asarray(batch["wave"][0, :n]), rate, method=method,
@@ -241,10 +227,6 @@ def evaluate_asr(transcriber, config: ml_collections.ConfigDict, *, split: str =
             rows.append(dict(id=str(batch["ids"][0]), wer=100.0 * w.rate, cer=100.0 * c.rate,
                              word_errors=w.errors, words=w.ref_len, char_errors=c.errors, chars=c.ref_len,
                              ref=ref, hyp=hyp))
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
     if not rows:
         raise ValueError(f"split {split!r} of {config.data.corpus!r} holds no utterance")
     refs, hyps = [r["ref"] for r in rows], [r["hyp"] for r in rows]

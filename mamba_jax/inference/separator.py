@@ -34,11 +34,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
-from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from mamba_jax.data.audio import resample, validate_waveform
 from mamba_jax.inference.streaming import SeparationStream, StreamRunner
+from mamba_jax.layers.waveform import fit_length
+from mamba_jax.metrics.separation import best_permutation
 from mamba_jax.typing import Array, Float, Int
 
 
@@ -55,8 +56,8 @@ def align_permutation(reference: Float[np.ndarray, "S n"], estimate: Float[np.nd
     """The permutation ``p`` for which ``estimate[p]`` best matches ``reference``, source by source.
 
     Maximises ``sum_s corr(reference[s], estimate[p[s]])`` (normalised inner products, so a quiet source
-    counts as much as a loud one) with the Hungarian algorithm. Silent signals score 0 against everything,
-    which leaves the identity. Returns ``int [S]``.
+    counts as much as a loud one) over all permutations (``metrics.separation.best_permutation``). Silent
+    signals score 0 against everything, which leaves the identity. Returns ``int [S]``.
     """
     ref = np.asarray(reference, np.float64)
     est = np.asarray(estimate, np.float64)
@@ -64,8 +65,7 @@ def align_permutation(reference: Float[np.ndarray, "S n"], estimate: Float[np.nd
         raise ValueError(f"align_permutation expects two [S, n] arrays of one shape, got {ref.shape} and {est.shape}")
     norm = np.linalg.norm(ref, axis=1)[:, None] * np.linalg.norm(est, axis=1)[None, :]
     score = (ref @ est.T) / np.maximum(norm, 1e-12)  # [S, S]
-    rows, cols = linear_sum_assignment(-score)
-    return cols[np.argsort(rows)]
+    return best_permutation(-score.T)[1]  # cost[i, j]: estimate i against reference j
 
 
 def crossfade(n: int) -> np.ndarray:
@@ -235,7 +235,7 @@ class Separator:
                       f"estimates are resampled back to {sample_rate} Hz", stacklevel=2)
         y = self.separate_batch(resample(x, int(sample_rate), self.sample_rate)[None])[0]
         back = np.stack([resample(s, self.sample_rate, int(sample_rate)) for s in y])
-        return _fit(back, x.size)
+        return np.ascontiguousarray(fit_length(back, x.size))
 
     # ---- streaming ----------------------------------------------------------------------------------------
     def stream(self) -> SeparationStream:
@@ -243,9 +243,3 @@ class Separator:
         if self._stream_runner is None:
             self._stream_runner = StreamRunner(self.model)
         return SeparationStream(self._stream_runner)
-
-
-def _fit(y: Float[np.ndarray, "S n"], length: int) -> Float[np.ndarray, "S T"]:
-    if y.shape[1] >= length:
-        return np.ascontiguousarray(y[:, :length])
-    return np.pad(y, ((0, 0), (0, length - y.shape[1])))

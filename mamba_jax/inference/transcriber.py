@@ -4,8 +4,8 @@
     asr = Transcriber.from_checkpoint("runs/conmamba_small")       # workdir, checkpoints/ or a step folder
     text = asr.transcribe(wave, sample_rate=44100)                  # resampled to 16 kHz (with a notice)
 
-Features follow ``config.features`` exactly as training computes them (``mamba_jax.layers.fbank.fbank``, then
-the model's own ``normalize`` with its saved global statistics, evaluation mode). The search is
+Features follow ``config.features`` through the function training uses (``ConMambaASR.features``: Fbank, then
+the model's own normalisation with its saved global statistics, evaluation mode). The search is
 ``config.decoding``'s (``mamba_jax.decoding.decode_batch``): ``method`` 'joint' (attention + CTC beam
 search), 'ctc_beam' (CTC prefix beam search) or 'ctc_greedy'; a CTC-only model (``model.decoder == 'none'``)
 accepts the two CTC methods only.
@@ -34,19 +34,18 @@ from flax import nnx
 
 from mamba_jax.data.audio import resample, validate_waveform
 from mamba_jax.decoding import beam_search_config_from, decode_batch, encode, length_bucket
-from mamba_jax.layers.fbank import FbankConfig, fbank, fbank_config_from, num_frames
+from mamba_jax.layers.fbank import FbankConfig, fbank_config_from
 from mamba_jax.tokenizer import Tokenizer, check_vocab_size
 from mamba_jax.typing import Array, Float, Int
 
 METHODS = ("joint", "ctc_beam", "ctc_greedy")
 
 
-@functools.partial(nnx.jit, static_argnums=(3, 4))
-def _features(model: nnx.Module, waves: Float[Array, "B T"], lengths: Int[Array, "B"], cfg: FbankConfig,
-              inert: bool) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
-    feats = fbank(waves, cfg, lengths if inert else None)  # [B, L, F]
-    frames = jnp.minimum(num_frames(lengths, cfg), feats.shape[1]).astype(jnp.int32)
-    return model.normalize(feats, frames, train=False), frames
+@functools.partial(nnx.jit, static_argnums=3)
+def _features(model: nnx.Module, waves: Float[Array, "B T"], lengths: Int[Array, "B"], cfg: FbankConfig
+              ) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
+    """``model.features`` in evaluation mode (Fbank + the saved normalisation), jitted."""
+    return model.features(waves, lengths, cfg, train=False)
 
 
 class Transcriber:
@@ -96,7 +95,7 @@ class Transcriber:
                  ) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
         """Normalised Fbank features of 16 kHz waves (zero-padded) and their valid frame counts."""
         return _features(self.model, jnp.asarray(waves, jnp.float32), jnp.asarray(lengths, jnp.int32),
-                         self.features_cfg, self.inert_padding)
+                         self.features_cfg)
 
     def _pad(self, xs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``[B, T]`` zero-padded batch and lengths; T is a length bucket when padding is inert."""

@@ -6,8 +6,8 @@
     h        = mixer(norm(residual))
 
 and a stack ends with ``norm_f(h + residual)`` when it has a final norm, else returns ``h + residual``.
-``DualStack`` holds two *independent* stacks, the second run on the time-reversed input, combined by sum
-(SepMamba) or channel concat (SPMamba); the Vim "v2" bidirectional mixer lives in ``layers.mamba``.
+The Vim "v2" bidirectional mixer lives in ``layers.mamba``; SepMamba's and SPMamba's pairs of independent
+stacks (the second on the time-reversed input) live in their model files (``MambaLayer``, ``BiMambaConcat``).
 
 Every ``__call__`` takes optional ``lengths`` (int32 ``[B]``) of a right-padded batch: valid positions then
 equal the unpadded call whatever the padding holds (reversals happen within each row's length) and padded
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from mamba_jax.layers.mamba import BiMambaV2, Mamba, MambaConfig, MambaState
 from mamba_jax.layers.norm import make_norm
-from mamba_jax.ops.padding import mask_padding, reverse_padded
+from mamba_jax.ops.padding import mask_padding
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
 
@@ -109,38 +107,3 @@ class MambaStack(nnx.Module):
             h, residual, st = layer.step(h, residual, st)
             new.append(st)
         return self._finish(h, residual), new
-
-
-class DualStack(nnx.Module):
-    """Two independent unidirectional stacks, the second on the flipped sequence; ``combine`` sum or concat.
-
-    ``combine="sum"``: SepMamba's MambaLayer (``[B, L, D] -> [B, L, D]``);
-    ``combine="concat"``: SPMamba's MambaBlock (``[B, L, D] -> [B, L, 2D]``, forward first).
-    Keys: ``forward.*``, ``backward.*`` (each a MambaStack).
-    """
-
-    def __init__(self, cfg: MambaConfig, n_layer: int, *, combine: Literal["sum", "concat"] = "sum",
-                 norm: str = "layer", norm_eps: float = 1e-5, final_norm: bool = False, dtype=None,
-                 scan_impl: Impl = "auto", rngs: nnx.Rngs):
-        if combine not in ("sum", "concat"):
-            raise ValueError(f"combine must be 'sum' or 'concat', got {combine!r}")
-        self.combine = combine
-        kw = dict(mixer="mamba", norm=norm, norm_eps=norm_eps, final_norm=final_norm, dtype=dtype,
-                  scan_impl=scan_impl, rngs=rngs)
-        self.forward = MambaStack(cfg, n_layer, **kw)
-        self.backward = MambaStack(cfg, n_layer, **kw)
-
-    def __call__(self, x: Float[Array, "B L D"], lengths: Int[Array, "B"] | None = None, *,
-                 impl: Impl | None = None) -> Float[Array, "B L _"]:
-        y_f = self.forward(x, lengths, impl=impl)
-        y_b = reverse_padded(self.backward(reverse_padded(x, lengths), lengths, impl=impl), lengths)
-        if self.combine == "sum":
-            return y_f + y_b
-        return jnp.concatenate([y_f, y_b], axis=-1)  # [B, L, 2D]
-
-
-def set_scan_impl(model: nnx.Module, impl: Impl) -> None:
-    """Sets the selective-scan implementation of every mixer inside ``model`` (in place)."""
-    for _, module in nnx.iter_modules(model):
-        if isinstance(module, (Mamba, BiMambaV2)):
-            module.scan_impl = impl

@@ -1,8 +1,7 @@
-"""Depthwise 1-D convolutions, channels-last, with torch-compatible weights and a causal step API."""
+"""Depthwise 1-D convolutions, channels-last, with torch-compatible weights and a chunked causal-state API."""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -50,7 +49,7 @@ class CausalConv1d(DepthwiseConv1d):
     """Causal depthwise conv (left padding K-1), as in mamba_ssm / causal-conv1d.
 
     Besides the full call, it carries a state of the last ``K-1`` inputs ``[B, K-1, E]`` so a sequence can be
-    processed in pieces (``call_with_state``) or one step at a time (``step``) with identical results.
+    processed in pieces (``call_with_state``, one frame at a time included) with identical results.
     """
 
     def __init__(self, channels: int, kernel_size: int = 4, *, use_bias: bool = True, rngs: nnx.Rngs):
@@ -68,13 +67,3 @@ class CausalConv1d(DepthwiseConv1d):
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y, xs[:, xs.shape[1] - (k - 1):, :]
-
-    def step(self, x: Float[Array, "B E"], state: Float[Array, "B K1 E"]
-             ) -> tuple[Float[Array, "B E"], Float[Array, "B K1 E"]]:
-        """One time step: ``x`` is the input at t; ``state`` holds inputs t-K+1 .. t-1."""
-        window = jnp.concatenate([state.astype(x.dtype), x[:, None, :]], axis=1)  # [B, K, E]
-        y = jnp.einsum("bke,ke->be", window, self.weight[...].astype(x.dtype),
-                       precision=jax.lax.Precision.HIGHEST)
-        if self.bias is not None:
-            y = y + self.bias[...].astype(y.dtype)
-        return y, window[:, 1:, :]

@@ -72,14 +72,6 @@ class MambaState(NamedTuple):
     ssm: jax.Array
 
 
-def mamba_param_count(cfg: MambaConfig) -> int:
-    """docs/mamba.md: 2·D·E + 5·E (conv, K=4) + E·(R+2N) + R·E + E + N·E + E + E·D."""
-    d, e, r, n, k = cfg.d_model, cfg.d_inner, cfg.rank, cfg.d_state, cfg.d_conv
-    conv = e * k + (e if cfg.conv_bias else 0)
-    proj_bias = (2 * e + d) if cfg.bias else 0
-    return 2 * d * e + conv + e * (r + 2 * n) + r * e + e + n * e + e + e * d + proj_bias
-
-
 def _dt_bias_init(cfg: MambaConfig):
     """Inverse softplus of dt ~ exp(U(log dt_min, log dt_max)), clamped at dt_init_floor."""
 
@@ -204,18 +196,10 @@ class Mamba(nnx.Module):
         return self.out_proj(y), state
 
     def step(self, x: Float[Array, "B D"], state: MambaState) -> tuple[Float[Array, "B D"], MambaState]:
-        """One time step without a scan: O(1) in the sequence length."""
-        xi, z = split_in_proj(self.in_proj, x)  # [B, E] each
-        x_conv, conv_state = self.conv1d.step(xi, state.conv)
-        x_conv = jax.nn.silu(x_conv)
-        dt, b, c, a, d_skip, dt_bias = ssm_params(self.cfg, self.branch, x_conv)
-        f32 = jnp.float32
-        dt = jax.nn.softplus(dt.astype(f32) + dt_bias)  # [B, E]
-        xf = x_conv.astype(f32)
-        h = jnp.exp(dt[..., None] * a) * state.ssm + (dt * xf)[..., None] * b.astype(f32)[:, None, :]  # [B, E, N]
-        y = jnp.einsum("ben,bn->be", h, c.astype(f32)) + d_skip * xf
-        y = (y * jax.nn.silu(z.astype(f32))).astype(x.dtype)
-        return self.out_proj(y), MambaState(conv_state.astype(f32), h)
+        """One time step, O(1) in the sequence length: ``call_with_state`` on a one-frame piece, so the
+        recurrence is the scan's own ("sequential", the exact fp32 path whatever ``scan_impl`` is)."""
+        y, state = self.call_with_state(x[:, None, :], state, impl="sequential")
+        return y[:, 0], state
 
 
 class BiMambaV2(nnx.Module):

@@ -53,9 +53,12 @@ def check_waveform(mix: jax.Array, *, model: str, min_len: int, check_finite: Ch
         jax.debug.callback(_raise, jnp.all(jnp.isfinite(mix)))
 
 
-def fit_length(y: Float[Array, "B S L"], length: int) -> Float[Array, "B S T"]:
-    """Zero-pads on the right, or crops, the last axis to ``length`` (SpeechBrain ``compute_forward``)."""
-    cur = y.shape[-1]
+def fit_length(y: Float[Array, "..."], length: int, axis: int = -1) -> Float[Array, "..."]:
+    """Crops, or zero-pads on the right, ``axis`` of ``y`` to ``length`` (SpeechBrain ``compute_forward``: the
+    decoder output back to the input length). A numpy array stays numpy (host side), anything else is jnp."""
+    xp = np if isinstance(y, np.ndarray) else jnp
+    axis = axis % y.ndim
+    cur = y.shape[axis]
     if cur >= length:
-        return y[..., :length]
-    return jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - cur)])
+        return y[(slice(None),) * axis + (slice(0, length),)]
+    return xp.pad(y, [(0, 0)] * axis + [(0, length - cur)] + [(0, 0)] * (y.ndim - axis - 1))

@@ -1,7 +1,8 @@
 """Separation metrics, host-side in float64 NumPy: SI-SNR(i) and BSS-eval v3 SDR(i)/SIR/SAR.
 
-* ``si_snr``: zero-mean scale-invariant SNR in dB with SpeechBrain's eps placement (eps 1e-8), i.e. exactly
-  minus the Mamba-TasNet training loss; ``pit_si_snr`` picks the permutation with the best mean.
+* ``si_snr``: zero-mean scale-invariant SNR in dB with SpeechBrain's eps placement (eps 1e-8); on jax arrays
+  it is the Mamba-TasNet training loss (negated); ``pit_si_snr`` picks the permutation with the best mean
+  (``best_permutation``, the search the PIT losses and the overlap-add alignment use too).
 * ``bss_eval_sources``: BSS-eval v3 (Vincent, Gribonval, Fevotte 2006), the definition ``mir_eval``
   implements. For estimate ``e`` and reference ``j``, with every reference allowed a ``flen``-tap FIR
   distortion (``flen = 512``)::
@@ -24,35 +25,47 @@ from __future__ import annotations
 
 import itertools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 _EPS = 1e-8
 
 
-def si_snr(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Zero-mean SI-SNR in dB over the last axis (SpeechBrain ``cal_si_snr`` eps placement), float64."""
-    est = np.asarray(est, np.float64)
-    ref = np.asarray(ref, np.float64)
-    s = ref - ref.mean(-1, keepdims=True)
-    e = est - est.mean(-1, keepdims=True)
-    proj = (np.sum(e * s, -1) / (np.sum(s * s, -1) + _EPS))[..., None] * s
+def si_snr(est, ref):
+    """Zero-mean SI-SNR in dB over the last axis (SpeechBrain ``cal_si_snr``, eps 1e-8 where it puts it).
+
+    The one implementation: numpy inputs compute in float64 (host metrics); jax arrays stay jax in their own
+    dtype and are differentiable (the Mamba-TasNet training loss is its negative, ``training.losses``)."""
+    if isinstance(est, jax.Array) or isinstance(ref, jax.Array):
+        xp = jnp
+    else:
+        xp, est, ref = np, np.asarray(est, np.float64), np.asarray(ref, np.float64)
+    s = ref - xp.mean(ref, axis=-1, keepdims=True)
+    e = est - xp.mean(est, axis=-1, keepdims=True)
+    proj = (xp.sum(e * s, axis=-1) / (xp.sum(s * s, axis=-1) + _EPS))[..., None] * s
     noise = e - proj
-    return 10 * np.log10(np.sum(proj ** 2, -1) / (np.sum(noise ** 2, -1) + _EPS) + _EPS)
+    return 10 * xp.log10(xp.sum(proj * proj, axis=-1) / (xp.sum(noise * noise, axis=-1) + _EPS) + _EPS)
 
 
-def _best_perm(score: np.ndarray) -> tuple[int, ...]:
-    """``score[i, j]`` (estimate i vs reference j) -> permutation maximising the mean matched score."""
-    n = score.shape[0]
-    perms = list(itertools.permutations(range(n)))
-    means = [np.mean(score[list(p), range(n)]) for p in perms]
-    return perms[int(np.argmax(means))]
+def best_permutation(cost):
+    """``cost[..., i, j]`` (estimate i against reference j, lower is better) -> ``(mean cost [...], perm [..., S])``
+    under the permutation minimising the mean matched cost over all ``S!`` (``perm[j]``: the estimate assigned
+    to reference j; ties go to the first in ``itertools.permutations`` order, so all-equal costs give the
+    identity). The one permutation search of the library: numpy in, numpy out (host metrics, float64); a jax
+    array stays jax (the jitted PIT losses), with no gradient through the choice."""
+    xp = np if isinstance(cost, np.ndarray) else jnp
+    s = cost.shape[-1]
+    perms = np.array(list(itertools.permutations(range(s))), np.int32)  # [P, S]
+    per_perm = xp.mean(cost[..., perms, np.arange(s)], axis=-1)  # [..., P]
+    return xp.min(per_perm, axis=-1), xp.asarray(perms)[xp.argmin(per_perm, axis=-1)]
 
 
 def pit_si_snr(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``[S, T]`` each -> (SI-SNR per reference under the best permutation [S], perm [S])."""
     pair = si_snr(np.asarray(est)[:, None, :], np.asarray(ref)[None, :, :])  # [S_est, S_ref]
-    perm = _best_perm(pair)
-    return pair[list(perm), range(len(perm))], np.array(perm)
+    _, perm = best_permutation(-pair)
+    return pair[perm, np.arange(len(perm))], perm
 
 
 def si_snri(est: np.ndarray, ref: np.ndarray, mix: np.ndarray) -> float:
@@ -133,7 +146,7 @@ def bss_eval_sources(ref: np.ndarray, est: np.ndarray, *, flen: int = 512, compu
             sdr[i, j] = _db(np.sum(p_j ** 2), np.sum((e - p_j) ** 2))
             sir[i, j] = _db(np.sum(p_j ** 2), np.sum((p_all - p_j) ** 2))
             sar[i, j] = _db(np.sum(p_all ** 2), np.sum((e - p_all) ** 2))
-    perm = _best_perm(sir) if compute_permutation else tuple(range(n_src))
+    perm = best_permutation(-sir)[1] if compute_permutation else np.arange(n_src)
     sel = (list(perm), list(range(n_src)))
     return sdr[sel], sir[sel], sar[sel], np.array(perm)
 

@@ -67,12 +67,14 @@ from flax import nnx
 from mamba_jax.layers.attention import MultiheadAttention, sinusoidal_positions
 from mamba_jax.layers.cnn_frontend import ConvFrontEnd
 from mamba_jax.layers.conv import DepthwiseConv1d
+from mamba_jax.layers.fbank import FbankConfig, fbank, num_frames
 from mamba_jax.layers.init import torch_default
 from mamba_jax.layers.mamba import BiMambaV2, Mamba, MambaConfig
 from mamba_jax.layers.norm import LayerNorm
 from mamba_jax.layers.normalization import InputNormalization
 from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.transformer import FeedForward, MambaDecoder, TransformerDecoder, gelu
+from mamba_jax.models import config_from
 from mamba_jax.ops.padding import mask_padding
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -213,6 +215,15 @@ class ConMambaASR(nnx.Module):
         """Global mean/std normalisation of fbank features (updates the running statistics when ``train``)."""
         return self.normalizer(feats, feat_lengths, epoch=epoch, train=train)
 
+    def features(self, wave: Float[Array, "B T"], wave_lengths: Int[Array, "B"], fbank_cfg: FbankConfig, *,
+                 epoch: int | jax.Array = 0, train: bool = False) -> tuple[Float[Array, "B L F"], Int[Array, "B"]]:
+        """The model's input from right-padded waveforms: Fbank (``fbank_cfg``, the config's ``features``), then
+        ``normalize``; returns the features and their valid frame counts. Training and inference both call it.
+        With ``cfg.inert_padding`` the padding never reaches a valid frame."""
+        feats = fbank(wave, fbank_cfg, wave_lengths if self.cfg.inert_padding else None)  # [B, L, F]
+        lengths = jnp.minimum(num_frames(wave_lengths, fbank_cfg), feats.shape[1]).astype(jnp.int32)
+        return self.normalize(feats, lengths, epoch=epoch, train=train), lengths
+
     # ---- encoder --------------------------------------------------------------------------------------------
     def encode(self, feats: Float[Array, "B L F"], feat_lengths: Int[Array, "B"]
                ) -> tuple[Float[Array, "B L4 D"], Int[Array, "B"]]:
@@ -315,18 +326,9 @@ def _xavier_normal_transformer(model: ConMambaASR, key: jax.Array, *, skip_mamba
         p[...] = (std * jax.random.normal(k, p.shape, jnp.float32)).astype(p.dtype)
 
 
-def config_from(model_cfg) -> ConMambaConfig:
-    """``ConMambaConfig`` from a ConfigDict (fields not named keep their defaults; ``name`` is ignored)."""
-    fields = {f.name for f in dataclasses.fields(ConMambaConfig)}
-    kw = {k: v for k, v in dict(model_cfg).items() if k in fields}
-    if "cnn_channels" in kw:
-        kw["cnn_channels"] = tuple(kw["cnn_channels"])
-    return ConMambaConfig(**kw)
-
-
 def build(model_cfg, *, rngs: nnx.Rngs) -> ConMambaASR:
     """Registry entry point (``mamba_jax.models.build_model``)."""
-    return ConMambaASR(config_from(model_cfg), rngs=rngs)
+    return ConMambaASR(config_from(ConMambaConfig, model_cfg, model="conmamba"), rngs=rngs)
 
 
 def param_count(model: nnx.Module) -> int:

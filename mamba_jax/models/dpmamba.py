@@ -61,6 +61,7 @@ from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import GroupNorm1, PReLU
 from mamba_jax.layers.torch_conv import Conv1d, Conv2d
 from mamba_jax.layers.waveform import CheckFinite
+from mamba_jax.models import config_from
 from mamba_jax.models.tasnet import EncoderMaskerDecoder, apply_reinit
 from mamba_jax.ops.padding import mask_padding, valid_mask
 from mamba_jax.ops.selective_scan import Impl
@@ -204,11 +205,6 @@ class DPMamba(EncoderMaskerDecoder):
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> DPMamba:
     """``config.model`` -> model. ``model_cfg.reinit``: ``"none"`` or ``"mt_reset"``."""
-    fields = {f.name for f in dataclasses.fields(DPMambaConfig)}
-    kwargs = {k: v for k, v in dict(model_cfg).items() if k not in ("name", "reinit")}
-    unknown = set(kwargs) - fields
-    if unknown:
-        raise ValueError(f"dpmamba: unknown model fields {sorted(unknown)}")
-    model = DPMamba(DPMambaConfig(**kwargs), rngs=rngs)
+    model = DPMamba(config_from(DPMambaConfig, model_cfg, model="dpmamba", ignore=("name", "reinit")), rngs=rngs)
     apply_reinit(model, model_cfg, rngs)
     return model

@@ -58,6 +58,7 @@ from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.sep_norm import ChannelLayerNorm
 from mamba_jax.layers.torch_conv import Conv1d
 from mamba_jax.layers.waveform import CheckFinite
+from mamba_jax.models import config_from
 from mamba_jax.models.tasnet import EncoderMaskerDecoder, apply_reinit
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -138,20 +139,11 @@ class MambaTasNet(EncoderMaskerDecoder):
         super().__init__(cfg, lambda r: MaskNet(cfg, rngs=r), rngs=rngs)
 
 
-def config_from_dict(model_cfg) -> MambaTasNetConfig:
-    """Builds the frozen config from ``config.model`` (a ConfigDict); unknown fields raise."""
-    fields = {f.name for f in dataclasses.fields(MambaTasNetConfig)}
-    kwargs = {k: v for k, v in dict(model_cfg).items() if k not in ("name", "reinit")}
-    unknown = set(kwargs) - fields
-    if unknown:
-        raise ValueError(f"mamba_tasnet: unknown model fields {sorted(unknown)}")
-    return MambaTasNetConfig(**kwargs)
-
-
 def build(model_cfg, *, rngs: nnx.Rngs) -> MambaTasNet:
     """``config.model`` -> model. ``model_cfg.reinit``: ``"none"`` (constructor init) or ``"mt_reset"``
     (``models.tasnet.mt_reset``)."""
-    model = MambaTasNet(config_from_dict(model_cfg), rngs=rngs)
+    model = MambaTasNet(config_from(MambaTasNetConfig, model_cfg, model="mamba_tasnet", ignore=("name", "reinit")),
+                        rngs=rngs)
     apply_reinit(model, model_cfg, rngs)
     return model
 

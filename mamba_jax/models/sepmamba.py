@@ -65,6 +65,7 @@ from mamba_jax.layers.mamba import MambaConfig, MambaState
 from mamba_jax.layers.precision import compute_dtype
 from mamba_jax.layers.torch_conv import Conv1d, ConvTranspose1d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform, fit_length
+from mamba_jax.models import config_from
 from mamba_jax.ops.padding import as_lengths, conv_lengths, mask_padding, reverse_padded
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -296,29 +297,16 @@ class SepMamba(nnx.Module):
             y = jax.nn.relu(y)
             fifo = jnp.concatenate([st["fifo"][lvl], skips[lvl]], axis=1)  # skip frames not yet joined
             m = fifo.shape[1] if final else y.shape[1]
-            y = _fit_frames(y, m)  # the offline model zero-pads the transposed-conv output to the skip length
+            y = fit_length(y, m, axis=1)  # the offline model zero-pads the transposed-conv output to the skip length
             skip, st["fifo"][lvl] = fifo[:, :m], fifo[:, m:]
             z = jax.nn.relu(up.conv1d_fusion(jnp.concatenate([skip, y], axis=-1))) if m else y  # [1, m, O]
             h, st["up_ssm"][j] = up.mamba_layer.call_with_state(z, st["up_ssm"][j])
         out, st["dec_hist"] = up_conv(self.decoder, st["dec_hist"], h)  # [1, m, S]
         if final:
-            out = _fit_frames(out, remaining)
+            out = fit_length(out, remaining, axis=1)
         return st, out
-
-
-def _fit_frames(x: Float[Array, "1 L C"], length: int) -> Float[Array, "1 L2 C"]:
-    """Crops or zero-pads the time axis to ``length`` (the model's ``jnp.pad`` to the skip / ``fit_length``)."""
-    if x.shape[1] >= length:
-        return x[:, :length]
-    return jnp.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0)))
-
 
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> SepMamba:
     """``config.model`` -> model (``causal=True`` gives SepMambaCausal)."""
-    fields = {f.name for f in dataclasses.fields(SepMambaConfig)}
-    kwargs = {k: v for k, v in dict(model_cfg).items() if k != "name"}
-    unknown = set(kwargs) - fields
-    if unknown:
-        raise ValueError(f"sepmamba: unknown model fields {sorted(unknown)}")
-    return SepMamba(SepMambaConfig(**kwargs), rngs=rngs)
+    return SepMamba(config_from(SepMambaConfig, model_cfg, model="sepmamba"), rngs=rngs)

@@ -61,6 +61,7 @@ from mamba_jax.layers.sep_norm import ChannelFreqLayerNorm, ChannelLayerNorm, Gr
 from mamba_jax.layers.stft import istft, n_frames, stft
 from mamba_jax.layers.torch_conv import Conv2d, ConvTranspose1d, ConvTranspose2d
 from mamba_jax.layers.waveform import CheckFinite, check_waveform
+from mamba_jax.models import config_from
 from mamba_jax.ops.padding import as_lengths, mask_padding, reverse_padded, valid_mask
 from mamba_jax.ops.selective_scan import Impl
 from mamba_jax.typing import Array, Float, Int
@@ -268,9 +269,4 @@ def _masked_std(mix: Float[Array, "B T"], lengths: Int[Array, "B"]) -> Float[Arr
 
 def build(model_cfg, *, rngs: nnx.Rngs) -> SPMamba:
     """``config.model`` -> model."""
-    fields = {f.name for f in dataclasses.fields(SPMambaConfig)}
-    kwargs = {k: v for k, v in dict(model_cfg).items() if k != "name"}
-    unknown = set(kwargs) - fields
-    if unknown:
-        raise ValueError(f"spmamba: unknown model fields {sorted(unknown)}")
-    return SPMamba(SPMambaConfig(**kwargs), rngs=rngs)
+    return SPMamba(config_from(SPMambaConfig, model_cfg, model="spmamba"), rngs=rngs)

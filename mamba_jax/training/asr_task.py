@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from mamba_jax.data import pipeline
 from mamba_jax.data.buckets import duration_batching_from
-from mamba_jax.layers.fbank import fbank, fbank_config_from, num_frames
+from mamba_jax.layers.fbank import fbank_config_from
 from mamba_jax.layers.specaugment import SpecAugmentConfig, spec_augment
 from mamba_jax.tokenizer import Tokenizer, check_vocab_size, train_tokenizer
 from mamba_jax.training.asr_losses import asr_loss, make_decoder_io
@@ -119,11 +119,8 @@ class AsrTask:
 
     def features(self, model, wave: jax.Array, wave_lengths: jax.Array, *, train: bool, rng=None):
         """Normalised (and, in training, augmented) Fbank features and their valid frame counts."""
-        feats = fbank(wave, self.fbank_cfg, wave_lengths if model.cfg.inert_padding else None)
-        lengths = jnp.minimum(num_frames(wave_lengths, self.fbank_cfg), feats.shape[1]).astype(jnp.int32)
-        spe = self._steps_per_epoch or 1
-        epoch = model.normalizer.count[...] // spe
-        feats = model.normalize(feats, lengths, epoch=epoch, train=train)
+        epoch = model.normalizer.count[...] // (self._steps_per_epoch or 1)
+        feats, lengths = model.features(wave, wave_lengths, self.fbank_cfg, epoch=epoch, train=train)
         if train and self.augment_cfg is not None:
             feats = spec_augment(rng, feats, self.augment_cfg)
         return feats, lengths
@@ -162,19 +159,14 @@ class AsrTask:
         batch_size = int(self.config.train.get("eval_batch_size", 1) or 1)
         ds = self.dataset("valid", batch_size=batch_size, seed=0, drop_remainder=False)
         losses, refs, hyps = [], [], []
-        it = iter(ds)
-        for i, batch in enumerate(tqdm(it, desc="valid", leave=False, disable=jax.process_index() != 0)):
-            if max_batches is not None and i >= max_batches:
-                break
-            texts = [str(t) for t in batch.pop("text")]
-            loss, feats, lengths = eval_step(self, model, {k: jnp.asarray(v) for k, v in batch.items()})
-            losses.append(float(loss))
-            for ids in decode_batch(model, feats, lengths, search, method=method):
-                hyps.append(self.tokenizer.decode(ids))
-            refs.extend(texts)
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+        with pipeline.iterate(ds, max_batches) as batches:
+            for batch in tqdm(batches, desc="valid", leave=False, disable=jax.process_index() != 0):
+                texts = [str(t) for t in batch.pop("text")]
+                loss, feats, lengths = eval_step(self, model, {k: jnp.asarray(v) for k, v in batch.items()})
+                losses.append(float(loss))
+                for ids in decode_batch(model, feats, lengths, search, method=method):
+                    hyps.append(self.tokenizer.decode(ids))
+                refs.extend(texts)
         model.train()
         if not losses:
             raise ValueError("validation split is empty")

@@ -16,16 +16,19 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.task = task
     c.model = ml_collections.ConfigDict(dict(name="", scan_impl="auto"))
-    c.loss = ml_collections.ConfigDict(
-        dict(
-            # separation: 'si_snr' (zero-mean, Mamba-TasNet), 'si_sdr' (no mean removal, SepMamba), 'snr' (SPMamba)
-            # asr: 'ctc_attention' (ctc_weight, label_smoothing) or 'ctc'
-            name="si_snr",
+    if task == "separation":
+        c.loss = ml_collections.ConfigDict(dict(
+            name="si_snr",  # 'si_snr' (zero-mean, Mamba-TasNet), 'si_sdr' (no mean removal, SepMamba), 'snr' (SPMamba)
             threshold_db=ml_collections.FieldReference(None, field_type=float),  # drop examples below this loss
+        ))
+    else:
+        c.loss = ml_collections.ConfigDict(dict(
+            name="ctc_attention",  # 'ctc_attention' (ctc_weight, label_smoothing) or 'ctc'
             ctc_weight=0.3,
             label_smoothing=0.1,
-        )
-    )
+            reduction="batchmean",  # 'batchmean' (SpeechBrain: summed over tokens / batch) or 'mean' (torch ctc_loss)
+            blank_id=0,
+        ))
     c.optim = ml_collections.ConfigDict(
         dict(
             name="adam",  # 'adam' | 'adamw'

@@ -23,9 +23,10 @@ only at *sync steps*: logging, evaluation and checkpoint steps, the last step an
 
 Resume order (what makes a resumed run bit-identical to an uninterrupted one on CPU):
   1. compare the stored config with this one (``resume.check_resume``): a different model refuses to resume;
-  2. restore the train state, the grain iterator state and the host state (lr schedule) of the latest step;
+  2. restore the train state (the optimiser state holds the learning-rate schedule and the plateau state) and
+     the grain iterator state of the latest step;
   3. drop metrics.jsonl records written after that step by the killed run;
-  4. step ``s`` uses ``fold_in(seed, s)`` for its randomness and ``schedule.lr(s)``, both pure functions of s;
+  4. step ``s`` uses ``fold_in(seed, s)`` for its randomness, a pure function of s;
   5. at a step that both evaluates and checkpoints, evaluation runs first, so the plateau state it updates is
      in the checkpoint.
 """
@@ -49,11 +50,12 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from mamba_jax.checkpoint import Checkpointer, abstract_with_sharding
+from mamba_jax.data.pipeline import iterate
 from mamba_jax.layers.mamba import set_scan_sharding
 from mamba_jax.models import build_model
 from mamba_jax.ops.selective_scan import ScanSharding
 from mamba_jax.training import distributed
-from mamba_jax.training.optim import LrSchedule, make_optimizer, set_learning_rate
+from mamba_jax.training.optim import learning_rate, make_optimizer, observe_validation
 from mamba_jax.training.resume import check_resume
 from mamba_jax.training.tasks import make_task
 from mamba_jax.training.writer import MetricWriter
@@ -113,7 +115,7 @@ def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTran
     return dict(step=zero, params=params, rest=rest, opt_state=tx.init(params), first_bad_step=zero, skipped=zero)
 
 
-def train_step(state: dict, batch: dict, lr: jax.Array, rng: jax.Array, *, task, model_def: ModelDef,
+def train_step(state: dict, batch: dict, rng: jax.Array, *, task, model_def: ModelDef,
                tx: optax.GradientTransformation) -> tuple[dict, dict]:
     """One optimiser step (pure). The update is skipped, on device, when the loss or the gradients are not
     finite (recorded in ``first_bad_step``) or when the task kept no example (``aux["n_kept"] == 0``,
@@ -129,8 +131,7 @@ def train_step(state: dict, batch: dict, lr: jax.Array, rng: jax.Array, *, task,
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     empty = (aux["n_kept"] == 0) if "n_kept" in aux else jnp.zeros((), bool)
-    opt_state = set_learning_rate(state["opt_state"], lr)
-    updates, opt_state = tx.update(grads, opt_state, state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     params, opt_state, rest = jax.lax.cond(
         finite & ~empty, lambda: (params, opt_state, rest),
@@ -138,8 +139,8 @@ def train_step(state: dict, batch: dict, lr: jax.Array, rng: jax.Array, *, task,
     step = state["step"] + 1
     first_bad = jnp.where((state["first_bad_step"] == 0) & ~finite, step, state["first_bad_step"])
     skipped = state["skipped"] + (finite & empty).astype(jnp.int32)
-    metrics = dict(loss=loss, grad_norm=grad_norm, param_norm=optax.tree.norm(params), lr=lr,
-                   skipped_batches=skipped, first_bad_step=first_bad, **aux)
+    metrics = dict(loss=loss, grad_norm=grad_norm, param_norm=optax.tree.norm(params),
+                   lr=learning_rate(opt_state), skipped_batches=skipped, first_bad_step=first_bad, **aux)
     new_state = dict(step=step, params=params, rest=rest, opt_state=opt_state, first_bad_step=first_bad,
                      skipped=skipped)
     return new_state, metrics
@@ -190,23 +191,22 @@ def _initialize_from(path, config, state, state_sharding) -> dict:
 
     _, params, rest, src_step = load_params(path)
     _, p, r, _ = _split_model(model_from_params(config, params, rest))
-    tx = make_optimizer(config.optim)
+    tx = make_optimizer(config.optim, config.train.num_steps)
     new = dict(state, params=p, rest=r, opt_state=tx.init(p))
     print(f"initialised from {path} (step {src_step})", flush=True)
     return jax.device_put(new, state_sharding)
 
 
-def _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter, schedule, writer):
-    """``(state, start step)``: the latest checkpoint's (iterator, schedule and metrics file rewound with it),
+def _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter, writer):
+    """``(state, start step)``: the latest checkpoint's (iterator and metrics file rewound with it),
     else a fresh state (``train.init_from`` weights when set)."""
     start = ckpt.latest_step()
     if start is not None:
         stored = ckpt.state_keys(start)  # checkpoints written before first_bad_step/skipped existed lack them
         target = {k: v for k, v in abstract_state.items() if stored is None or k in stored}
-        state, host = ckpt.restore(start, abstract_with_sharding(target, state_sharding), train_iter)
+        state = ckpt.restore(start, abstract_with_sharding(target, state_sharding), train_iter)
         for k in abstract_state.keys() - state.keys():
             state[k] = jax.device_put(jnp.zeros((), jnp.int32), state_sharding[k])
-        schedule.load_state_dict(host["schedule"])
         writer.truncate_after(start)
         print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
         return state, start
@@ -243,20 +243,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             check_resume(ckpt.stored_config(ckpt.latest_step()), config, workdir)
         task = task if task is not None else make_task(config, workdir)
         model_def = ModelDef.of(config.model, ScanSharding(mesh, distributed.BATCH_AXIS))
-        tx = make_optimizer(config.optim)
+        tx = make_optimizer(config.optim, tc.num_steps)
         repl = distributed.replicated(mesh)
         abstract_state = jax.eval_shape(functools.partial(create_train_state, config, tx))
         state_sharding = jax.tree.map(lambda _: repl, abstract_state)
         p_train_step = jax.jit(functools.partial(train_step, task=task, model_def=model_def, tx=tx),
                                donate_argnums=(0,), out_shardings=(state_sharding, repl))
-        train_iter = iter(task.dataset("train", batch_size=tc.batch_size // n_proc, seed=tc.seed,
-                                       process_index=jax.process_index(), process_count=n_proc))
-        cleanup.callback(getattr(train_iter, "close", lambda: None))
-        schedule = LrSchedule(config.optim, total_steps=tc.num_steps)
+        train_iter = cleanup.enter_context(iterate(task.dataset(
+            "train", batch_size=tc.batch_size // n_proc, seed=tc.seed, process_index=jax.process_index(),
+            process_count=n_proc)))
         writer = MetricWriter(workdir)
         cleanup.callback(writer.close)
         state, start = _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter,
-                                        schedule, writer)
+                                        writer)
         if start >= tc.num_steps:
             return {}
 
@@ -276,8 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
         for step in range(start, tc.num_steps):
             batch = distributed.global_batch(next(train_iter), mesh)
-            state, metrics = p_train_step(state, batch, jnp.float32(schedule.lr(step)),
-                                          jax.random.fold_in(base_key, step))
+            state, metrics = p_train_step(state, batch, jax.random.fold_in(base_key, step))
             done = step + 1
             bar.update(1)
             ckpt.poll()  # a background save that failed stops training now (host-side check, no device sync)
@@ -303,13 +301,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             score = None
             if evaluate:
                 val = task.evaluate(model_def.merge(state["params"], state["rest"]), max_batches=tc.eval_batches)
-                schedule.observe(val["loss"])
+                state["opt_state"] = jax.device_put(observe_validation(config.optim, state["opt_state"], val["loss"]),
+                                                    state_sharding["opt_state"])
                 score = val["score"]
                 write(done, {f"val_{k}": v for k, v in val.items()})
                 last.update({f"val_{k}": v for k, v in val.items()})
                 tqdm.write(f"step {done}: " + ", ".join(f"val_{k}={v:.3f}" for k, v in val.items()))
             if save or stopping:
-                ckpt.save(done, state, train_iter, {"schedule": schedule.state_dict()}, config, score=score)
+                ckpt.save(done, state, train_iter, config, score=score)
             if stopping:
                 ckpt.wait()
                 raise TrainingInterrupted(done, stop.signum)

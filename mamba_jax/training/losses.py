@@ -3,7 +3,7 @@
 ``separation_loss(name, est, ref, threshold_db=None)`` returns ``(loss, aux)``; ``est``/``ref`` are
 ``[B, S, T]``. For each example, each permutation ``p`` assigns estimate ``p[s]`` to reference ``s``; the
 example loss is the mean over sources of the per-pair loss, minimised over all ``S!`` permutations
-(``itertools.permutations``, evaluated together as one gather over the ``[B, S, S]`` pair matrix).
+(``mamba_jax.metrics.separation.best_permutation``: one gather over the ``[B, S, S]`` pair matrix).
 
 Per-pair losses (all negative ratios in dB; sums over time, all in fp32):
 
@@ -32,13 +32,13 @@ assigned to each reference), ``kept`` [B] bool, ``n_kept`` scalar.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mamba_jax.metrics.separation import best_permutation, si_snr
 from mamba_jax.typing import Array, Float
 
 _F32_EPS = float(np.finfo(np.float32).eps)
@@ -53,12 +53,9 @@ def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def pair_neg_si_snr(est: Float[Array, "... T"], ref: Float[Array, "... T"]) -> Float[Array, "..."]:
-    """Negative zero-mean SI-SNR in dB (SpeechBrain ``cal_si_snr``), broadcasting over leading axes."""
-    eps = 1e-8
-    s, e = _zero_mean(ref), _zero_mean(est)
-    proj = (_dot(e, s) / (_dot(s, s) + eps))[..., None] * s
-    noise = e - proj
-    return -10.0 * jnp.log10(_dot(proj, proj) / (_dot(noise, noise) + eps) + eps)
+    """Negative zero-mean SI-SNR in dB (SpeechBrain ``cal_si_snr``), broadcasting over leading axes: minus the
+    validation metric ``mamba_jax.metrics.separation.si_snr``, the same function."""
+    return -si_snr(est, ref)
 
 
 def pair_neg_si_sdr(est: Float[Array, "... T"], ref: Float[Array, "... T"]) -> Float[Array, "..."]:
@@ -85,21 +82,6 @@ PAIR_LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 }
 
 
-def permutations(num_sources: int) -> np.ndarray:
-    """All permutations of ``range(S)`` as ``[S!, S]`` (row p: estimate index for each reference)."""
-    return np.array(list(itertools.permutations(range(num_sources))), dtype=np.int32)
-
-
-def pit_from_pairs(pair: Float[Array, "B S S"]) -> tuple[Float[Array, "B"], jax.Array]:
-    """``pair[b, i, j]`` = loss of estimate i against reference j -> (min mean loss [B], best perm [B, S])."""
-    s = pair.shape[-1]
-    perms = permutations(s)  # [P, S]
-    ref_idx = np.arange(s)
-    per_perm = jnp.mean(pair[:, perms, ref_idx[None, :]], axis=-1)  # [B, P]
-    best = jnp.argmin(per_perm, axis=-1)  # [B]
-    return jnp.min(per_perm, axis=-1), jnp.asarray(perms)[best]
-
-
 def separation_loss(name: str, est: Float[Array, "B S T"], ref: Float[Array, "B S T"], *,
                     threshold_db: float | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """PIT separation loss (see the module doc). Returns ``(scalar loss, aux)``."""
@@ -109,7 +91,7 @@ def separation_loss(name: str, est: Float[Array, "B S T"], ref: Float[Array, "B 
         raise ValueError(f"separation_loss: est and ref must both be [B, S, T], got {est.shape} and {ref.shape}")
     est32, ref32 = est.astype(jnp.float32), ref.astype(jnp.float32)
     pair = PAIR_LOSSES[name](est32[:, :, None, :], ref32[:, None, :, :])  # [B, S_est, S_ref]
-    per_example, perm = pit_from_pairs(pair)
+    per_example, perm = best_permutation(pair)  # [B], [B, S]
     if threshold_db is None:
         kept = jnp.ones(per_example.shape, bool)
     else:

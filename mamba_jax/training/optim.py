@@ -1,102 +1,99 @@
 """Optimisers and learning-rate schedules of the four recipes (docs/mamba_tasnet.md, docs/conmamba.md,
-docs/sepmamba.md, docs/spmamba.md).
+docs/sepmamba.md, docs/spmamba.md), all optax.
 
-The learning rate is computed on the host (``LrSchedule.lr``) and passed into the jitted step, so every
-schedule, including validation-driven ReduceLROnPlateau, is one mechanism whose state is a few numbers saved
-with the checkpoint.
+``make_optimizer(opt, total_steps)``: global-norm clipping, Adam or AdamW (optionally accumulated over
+``grad_accum`` micro-steps with ``optax.MultiSteps``), then the learning rate of the schedule, injected with
+``optax.inject_hyperparams`` (its value is in the state: ``learning_rate(opt_state)``); with
+``schedule="plateau"`` also a ReduceLROnPlateau scale (``optax.contrib.reduce_on_plateau``) fed the
+validation loss by ``observe_validation``. Every bit of schedule state lives in ``opt_state``, so the
+checkpointed train state resumes it exactly. The schedules, of the number of updates ``n`` made so far
+(n = 0 for the first; a step whose update was skipped does not count):
+
+* constant / plateau: ``lr``;
+* warmup_cosine: linear warm-up to ``lr`` at update ``warmup_steps``, then cosine to ``min_lr_ratio * lr`` at
+  ``total_steps`` (Mamba-TasNet: HF constant-with-warm-up, then CosineAnnealingLR);
+* noam: ``lr * sqrt(w) * min(m^-0.5, m * w^-1.5)`` with ``m = n + 1`` (ConMamba; peaks at ``lr`` at m = w);
+* plateau: torch ``ReduceLROnPlateau`` (mode min, relative threshold 1e-4): the scale is multiplied by
+  ``plateau_factor`` once ``plateau_patience + 1`` evaluations in a row did not improve on the best.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
+import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from optax.contrib import ReduceLROnPlateauState, reduce_on_plateau
+
+SCHEDULES = ("constant", "warmup_cosine", "noam", "plateau")
 
 
-def make_optimizer(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Global-norm clipping, then Adam/AdamW with an injected learning rate, with optional gradient accumulation."""
-    if opt.name == "adam":
-        base = optax.inject_hyperparams(optax.adam)(learning_rate=opt.lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
-        if opt.weight_decay:
-            # torch Adam's weight_decay is L2 added to the gradient (not decoupled).
-            base = optax.chain(optax.add_decayed_weights(opt.weight_decay), base)
-    elif opt.name == "adamw":
-        base = optax.inject_hyperparams(optax.adamw)(learning_rate=opt.lr, b1=opt.b1, b2=opt.b2, eps=opt.eps,
-                                                     weight_decay=opt.weight_decay)
-    else:
+def learning_rate_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """``n`` (updates made so far) -> the learning rate of update ``n + 1`` (see the module docstring)."""
+    if opt.schedule in ("constant", "plateau"):
+        return optax.constant_schedule(opt.lr)
+    if opt.schedule == "warmup_cosine":
+        w = max(opt.warmup_steps, 0)
+        sched = optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=opt.lr, warmup_steps=w, decay_steps=w + max(total_steps - w, 1),
+            end_value=opt.min_lr_ratio * opt.lr)
+        return lambda n: sched(n + 1)
+    if opt.schedule == "noam":
+        w = max(opt.warmup_steps, 1)
+
+        def noam(n):
+            m = jnp.asarray(n, jnp.float32) + 1.0
+            return opt.lr * w ** 0.5 * jnp.minimum(m ** -0.5, m * w ** -1.5)
+
+        return noam
+    raise ValueError(f"optim.schedule {opt.schedule!r} is not one of {', '.join(SCHEDULES)}")
+
+
+def _plateau(opt: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
+    # optax reduces when `patience` evaluations in a row did not improve; torch when more than `patience` did.
+    return reduce_on_plateau(factor=opt.plateau_factor, patience=opt.plateau_patience + 1, rtol=1e-4)
+
+
+def _scale_by_plateau(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Multiplies the updates by the plateau scale; its state changes only in ``observe_validation``."""
+    return optax.GradientTransformation(
+        _plateau(opt).init, lambda updates, state, params=None: (optax.tree.scale(state.scale, updates), state))
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """The optimiser of ``config.optim`` for a run of ``total_steps`` (see the module docstring). Its state is
+    ``(inject_hyperparams state, plateau state or EmptyState)``."""
+    if opt.name not in ("adam", "adamw"):
         raise ValueError(f"optim.name must be 'adam' or 'adamw', got {opt.name!r}")
-    tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), base) if opt.clip_norm else base
-    if opt.grad_accum > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=opt.grad_accum)
-    return tx
 
-
-def set_learning_rate(opt_state, lr: float | object):
-    """Returns ``opt_state`` with the injected learning rate replaced (works through chain/MultiSteps)."""
-
-    def visit(s):
-        if hasattr(s, "_fields") and "hyperparams" in s._fields and "learning_rate" in s.hyperparams:
-            old = s.hyperparams["learning_rate"]
-            return s._replace(hyperparams={**s.hyperparams, "learning_rate": jnp.asarray(lr, old.dtype)})
-        if isinstance(s, optax.MultiStepsState):
-            return s._replace(inner_opt_state=visit(s.inner_opt_state))
-        if isinstance(s, tuple) and not hasattr(s, "_fields"):
-            return tuple(visit(x) for x in s)
-        return s
-
-    return visit(opt_state)
-
-
-@dataclasses.dataclass
-class LrSchedule:
-    """Host-side schedule. ``scale`` and the plateau counters are its only state (checkpointed as JSON).
-
-    * constant: lr.
-    * warmup_cosine: linear warm-up over ``warmup_steps``, then cosine to ``min_lr_ratio * lr`` at
-      ``total_steps`` (Mamba-TasNet: HF constant-with-warm-up, then CosineAnnealingLR).
-    * noam: ``lr * sqrt(w) * min(step^-0.5, step * w^-1.5)`` (ConMamba; peaks at ``lr`` at step w).
-    * plateau: lr * scale, where ``scale`` halves after ``plateau_patience`` evaluations without improvement.
-    """
-
-    opt: ml_collections.ConfigDict
-    total_steps: int
-    scale: float = 1.0
-    best: float = math.inf
-    bad_evals: int = 0
-
-    def lr(self, step: int) -> float:
-        o, s = self.opt, step + 1  # the lr used for the update that produces step s
-        if o.schedule in ("constant", "plateau"):
-            return o.lr * self.scale
-        if o.schedule == "warmup_cosine":
-            w = max(o.warmup_steps, 0)
-            if s <= w:
-                return o.lr * s / max(w, 1)
-            frac = min(1.0, (s - w) / max(self.total_steps - w, 1))
-            return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
-        if o.schedule == "noam":
-            w = max(o.warmup_steps, 1)
-            return o.lr * math.sqrt(w) * min(s ** -0.5, s * w ** -1.5)
-        raise ValueError(f"optim.schedule {o.schedule!r} is not one of constant, warmup_cosine, noam, plateau")
-
-    def observe(self, val_loss: float) -> None:
-        """Feeds a validation loss (lower is better) to the plateau rule."""
-        if self.opt.schedule != "plateau":
-            return
-        if val_loss < self.best:
-            self.best, self.bad_evals = val_loss, 0
+    def scheduled(learning_rate):
+        if opt.name == "adam":
+            base = optax.adam(1.0, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+            if opt.weight_decay:  # torch Adam's weight_decay is L2 added to the gradient (not decoupled)
+                base = optax.chain(optax.add_decayed_weights(opt.weight_decay), base)
         else:
-            self.bad_evals += 1
-            if self.bad_evals > self.opt.plateau_patience:
-                self.scale *= self.opt.plateau_factor
-                self.bad_evals = 0
+            base = optax.adamw(1.0, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
+        tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), base) if opt.clip_norm else base
+        if opt.grad_accum > 1:  # zero updates on the first grad_accum - 1 micro-steps, then the mean's
+            tx = optax.MultiSteps(tx, every_k_schedule=opt.grad_accum)
+        return optax.chain(tx, optax.scale(learning_rate))  # the unit-rate step times the scheduled rate
 
-    def state_dict(self) -> dict:
-        return dict(scale=self.scale, best=self.best if math.isfinite(self.best) else None, bad_evals=self.bad_evals)
+    tx = optax.inject_hyperparams(scheduled)(learning_rate=learning_rate_schedule(opt, total_steps))
+    return optax.chain(tx, _scale_by_plateau(opt) if opt.schedule == "plateau" else optax.identity())
 
-    def load_state_dict(self, d: dict) -> None:
-        self.scale, self.bad_evals = d["scale"], d["bad_evals"]
-        self.best = math.inf if d["best"] is None else d["best"]
+
+def learning_rate(opt_state) -> jax.Array:
+    """The learning rate of the last update made with ``opt_state`` (the plateau scale included)."""
+    scheduled, plateau = opt_state
+    lr = scheduled.hyperparams["learning_rate"]
+    return lr * plateau.scale if isinstance(plateau, ReduceLROnPlateauState) else lr
+
+
+def observe_validation(opt: ml_collections.ConfigDict, opt_state, val_loss: float):
+    """``opt_state`` after a validation loss (lower is better): the plateau rule's step; unchanged for the
+    other schedules."""
+    if opt.schedule != "plateau":
+        return opt_state
+    scheduled, plateau = opt_state
+    _, plateau = _plateau(opt).update((), plateau, value=jnp.asarray(val_loss, jnp.float32))
+    return scheduled, plateau

@@ -56,24 +56,19 @@ class SeparationTask:
         ds = pipeline.separation_dataset(self.config.data, "valid", batch_size=1, seed=0)
         multiple = int(self.config.train.get("eval_pad_multiple", 4000))
         losses, si_snri_vals, sdri_vals = [], [], []
-        it = iter(ds)
-        for i, batch in enumerate(tqdm(it, desc="valid", leave=False, disable=jax.process_index() != 0)):
-            if max_batches is not None and i >= max_batches:
-                break
-            n = int(batch["lengths"][0])
-            mix = np.asarray(batch["mix"][:, :n], np.float32)
-            ref = np.asarray(batch["sources"][:, :, :n], np.float32)
-            padded = -(-n // multiple) * multiple
-            est = np.asarray(eval_step(model, jnp.asarray(np.pad(mix, ((0, 0), (0, padded - n)))),
-                                   jnp.asarray([n], jnp.int32)))[:, :, :n]
-            loss, _ = separation_loss(self.config.loss.name, jnp.asarray(est), jnp.asarray(ref),
-                                      threshold_db=None)
-            losses.append(float(loss))
-            si_snri_vals.append(si_snri(est[0], ref[0], mix[0]))
-            sdri_vals.append(sdri(est[0], ref[0], mix[0]))
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+        with pipeline.iterate(ds, max_batches) as batches:
+            for batch in tqdm(batches, desc="valid", leave=False, disable=jax.process_index() != 0):
+                n = int(batch["lengths"][0])
+                mix = np.asarray(batch["mix"][:, :n], np.float32)
+                ref = np.asarray(batch["sources"][:, :, :n], np.float32)
+                padded = -(-n // multiple) * multiple
+                est = np.asarray(eval_step(model, jnp.asarray(np.pad(mix, ((0, 0), (0, padded - n)))),
+                                       jnp.asarray([n], jnp.int32)))[:, :, :n]
+                loss, _ = separation_loss(self.config.loss.name, jnp.asarray(est), jnp.asarray(ref),
+                                          threshold_db=None)
+                losses.append(float(loss))
+                si_snri_vals.append(si_snri(est[0], ref[0], mix[0]))
+                sdri_vals.append(sdri(est[0], ref[0], mix[0]))
         if not losses:
             raise ValueError("validation split is empty")
         return dict(loss=float(np.mean(losses)), si_snri=float(np.mean(si_snri_vals)),

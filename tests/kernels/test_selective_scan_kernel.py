@@ -2,7 +2,7 @@
 
 Backends: the pure-JAX paths of ``mamba_jax.ops.selective_scan`` ("sequential", "associative"), the Pallas
 kernel in interpret mode on CPU ("pallas-interpret"), and the compiled kernel ("pallas-gpu", marked ``gpu``).
-Each backend is checked against an independent float64 numpy recurrence written here: outputs and last state
+Each backend is checked against the independent float64 numpy recurrence of tests/scan_reference.py: outputs and last state
 elementwise, and every input's gradient through a directional derivative <grad_x, v> against a central finite
 difference of the float64 recurrence. The kernel's gradients are also compared elementwise with jax.grad of
 the pure-JAX sequential path. Separate tests lower forward and backward for CUDA on CPU, and run the kernel
@@ -28,41 +28,11 @@ import pytest
 from mamba_jax.ops.selective_scan import selective_scan as ops_scan
 from mamba_jax_kernels.selective_scan import BlockConfig
 from mamba_jax_kernels.selective_scan import selective_scan as kernel_scan
+from tests.scan_reference import numpy_scan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPTIONAL = ("D", "z", "delta_bias", "initial_state")
 DIFF_ORDER = ("u", "delta", "A", "B", "C") + OPTIONAL
-
-
-# ------------------------------------------------------------------------------------ float64 reference
-
-
-def numpy_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, initial_state=None, softplus=False):
-    """Float64 recurrence, written independently of the library:
-
-    dt = softplus(delta + bias); h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t; y_t = C_t . h_t + D u_t;
-    out = y silu(z). Channel e reads group e // (E / G) of B and C. Returns (out [B,L,E], h_last [B,E,N]).
-    """
-    f = lambda x: None if x is None else np.asarray(x, np.float64)
-    u, delta, A, B, C, D, z, delta_bias, h = map(f, (u, delta, A, B, C, D, z, delta_bias, initial_state))
-    b, l, e = u.shape
-    if B.ndim == 3:
-        B, C = B[:, :, None, :], C[:, :, None, :]
-    group = np.arange(e) // (e // B.shape[2])
-    Be, Ce = B[:, :, group, :], C[:, :, group, :]  # [B, L, E, N]
-    dt = delta if delta_bias is None else delta + delta_bias
-    if softplus:
-        dt = np.logaddexp(0.0, dt)
-    h = np.zeros((b, e, A.shape[1])) if h is None else h.copy()
-    y = np.empty((b, l, e))
-    for t in range(l):
-        h = np.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * u[:, t])[:, :, None] * Be[:, t]
-        y[:, t] = np.einsum("ben,ben->be", h, Ce[:, t])
-    if D is not None:
-        y = y + D * u
-    if z is not None:
-        y = y * z / (1.0 + np.exp(-z))
-    return y, h
 
 
 # ------------------------------------------------------------------------------------------------ cases

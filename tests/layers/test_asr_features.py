@@ -8,7 +8,6 @@ import numpy as np
 
 from mamba_jax.layers.normalization import InputNormalization
 from mamba_jax.layers.specaugment import SpecAugmentConfig, spec_augment, spectrogram_drop, warp_at
-from mamba_jax.layers.speed_perturb import random_speed_perturb, speed_perturb
 
 
 def _sb_global_norm_reference(batches, epochs, until=4):
@@ -86,11 +85,3 @@ def test_spec_augment_jits_both_recipes():
     s2s = jax.jit(lambda k, v: spec_augment(k, v, SpecAugmentConfig()))(jax.random.key(3), x)
     ctc = spec_augment(jax.random.key(3), x, SpecAugmentConfig((1, 5), (6, 12), (1, 3), (10, 20), "mean", 0))
     assert s2s.shape == ctc.shape == x.shape and not np.allclose(s2s, x) and np.isfinite(s2s).all()
-
-
-def test_speed_perturb_lengths():
-    wav = np.sin(np.arange(16000) * 0.05).astype(np.float32)
-    assert abs(len(speed_perturb(wav, 95)) - 15200) <= 1
-    assert abs(len(speed_perturb(wav, 105)) - 16800) <= 1
-    out, speed = random_speed_perturb(wav, np.random.default_rng(0))
-    assert speed in (95, 100, 105) and abs(len(out) - 160 * speed) <= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -12,35 +13,9 @@ import pytest
 from jax.test_util import check_grads
 
 from mamba_jax.ops.selective_scan import selective_scan
+from tests.scan_reference import numpy_scan
 
 IMPLS = ("sequential", "associative")
-
-
-def numpy_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, softplus=False, h0=None):
-    """h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t; y_t = C_t.h_t + D u_t; y *= silu(z). Float64, plain loops."""
-    u, delta, A, B, C = (np.asarray(x, np.float64) for x in (u, delta, A, B, C))
-    b, l, e = u.shape
-    n = A.shape[1]
-    if B.ndim == 3:
-        B, C = B[:, :, None, :], C[:, :, None, :]
-    g = B.shape[2]
-    dt = delta + (0.0 if delta_bias is None else np.asarray(delta_bias, np.float64))
-    if softplus:
-        dt = np.log1p(np.exp(dt))
-    h = np.zeros((b, e, n)) if h0 is None else np.array(h0, np.float64)
-    y = np.zeros((b, l, e))
-    for t in range(l):
-        for ch in range(e):
-            grp = ch // (e // g)
-            h[:, ch, :] = np.exp(dt[:, t, ch, None] * A[ch]) * h[:, ch, :] + (
-                dt[:, t, ch, None] * B[:, t, grp, :] * u[:, t, ch, None])
-            y[:, t, ch] = np.sum(h[:, ch, :] * C[:, t, grp, :], axis=-1)
-    if D is not None:
-        y = y + u * np.asarray(D, np.float64)
-    if z is not None:
-        z = np.asarray(z, np.float64)
-        y = y * z / (1.0 + np.exp(-z))
-    return y, h
 
 
 def make_inputs(seed, b, l, e, n, groups=None, dtype=jnp.float32):
@@ -74,13 +49,13 @@ OPTIONS = [
 @pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(sorted(o)) or "plain")
 def test_matches_float64_recurrence(impl, shape, opts):
     b, l, e, n, g = shape
-    x = make_inputs(hash((shape, tuple(opts))) % 1000, b, l, e, n, g)
+    x = make_inputs(zlib.crc32(repr((shape, sorted(opts))).encode()) % 1000, b, l, e, n, g)  # same in every process
     kw = {k: x[k] for k in ("D", "z", "delta_bias", "initial_state") if opts.get(k)}
     y, h = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], delta_softplus=opts.get("softplus", False),
                           return_last_state=True, impl=impl, chunk_size=16, **kw)
     y_ref, h_ref = numpy_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], D=kw.get("D"), z=kw.get("z"),
                               delta_bias=kw.get("delta_bias"), softplus=opts.get("softplus", False),
-                              h0=kw.get("initial_state"))
+                              initial_state=kw.get("initial_state"))
     assert y.dtype == jnp.float32 and h.dtype == jnp.float32
     assert y.shape == (b, l, e) and h.shape == (b, e, n)
     for got, ref in ((y, y_ref), (h, h_ref)):
