@@ -34,6 +34,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from mamba_jax import config as config_lib
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -133,13 +135,9 @@ asr_runs()
 # ---- the command -------------------------------------------------------------------------------------------
 
 def load_config(spec: str):
+    """``configs/NAME.py[:arg]``, relative to the repository root, through the project's config loader."""
     path, _, arg = spec.partition(":")
-    if str(REPO) not in sys.path:  # configs import each other (``from configs.conmamba_large import ...``)
-        sys.path.insert(0, str(REPO))
-    mod_spec = importlib.util.spec_from_file_location("_learning_config", REPO / path)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    return mod.get_config(arg or None)
+    return config_lib.load_config(str(REPO / path) + (f":{arg}" if arg else ""))
 
 
 def apply_overrides(config, overrides: dict) -> None:

@@ -14,7 +14,7 @@ trained checkpoint back with ``Transcriber.from_checkpoint`` and runs ``evaluate
 ``mamba-jax evaluate`` runs) on the whole ``test`` split (unseen speakers, disjoint from the valid ones) with
 each search:
 
-* CTC runs: CTC greedy and CTC prefix beam search (``decoding.test_beam_size``);
+* CTC runs: CTC greedy and CTC prefix beam search (``decoding.beam_size``);
 * attention runs: CTC greedy, attention only (the joint beam search with CTC weight 0) and joint attention/CTC
   beam search (``decoding.ctc_weight``).
 
@@ -38,7 +38,7 @@ def _searches(config) -> list[tuple[str, str, dict]]:
 
 def asr_test(workdir: pathlib.Path, config, smoke: bool) -> dict:
     """WER/CER on the whole ``test`` split (unseen speakers) per search (``_searches``), from the checkpoint loaded
-    back by ``Transcriber.from_checkpoint`` and scored by ``evaluate_asr``; beams are ``decoding.test_beam_size``.
+    back by ``Transcriber.from_checkpoint`` and scored by ``evaluate_asr``; beams are ``decoding.beam_size``.
     Per search, ``<workdir>/test/<search>/`` holds ``utterances.csv`` (reference and hypothesis per utterance)
     and ``summary.json``."""
     from mamba_jax.inference import Transcriber
@@ -47,7 +47,7 @@ def asr_test(workdir: pathlib.Path, config, smoke: bool) -> dict:
     asr = Transcriber.from_checkpoint(workdir, scan_impl=config.model.scan_impl)  # the latest checkpoint
     step = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     base = asr.config
-    beam = int(base.decoding.get("test_beam_size", base.decoding.beam_size))
+    beam = int(base.decoding.beam_size)
     out: dict = {}
     for label, method, decoding in _searches(base):
         cfg = base.copy_and_resolve_references()
@@ -77,7 +77,7 @@ _COMMON = {
     "tokenizer.kind": "char", "tokenizer.vocab_size": 31, "model.vocab_size": 31,
 }
 
-# A few steps of a tiny model (tests/test_learning_asr.py): 2 training steps, one validation batch, 2 test
+# A few steps of a tiny model (tests/test_learning.py): 2 training steps, one validation batch, 2 test
 # utterances per search with a beam of 2.
 ASR_SMOKE = {
     "model.d_model": 16, "model.num_encoder_layers": 1, "model.num_heads": 2, "model.d_ffn": 32,
@@ -85,7 +85,7 @@ ASR_SMOKE = {
     "train.num_steps": 2, "train.eval_every_steps": 2, "train.checkpoint_every_steps": 2,
     "train.log_every_steps": 1, "train.eval_batches": 1, "optim.warmup_steps": 1,
     "recipe.max_batch_seconds": 6.0, "recipe.max_batch_examples": 2, "recipe.num_buckets": 1,
-    "decoding.beam_size": 2, "decoding.test_beam_size": 2,
+    "decoding.beam_size": 2,
 }
 
 
@@ -103,7 +103,7 @@ def asr_runs(Run) -> list:  # noqa: N803 (the Run class of bench/learning.py)
     attention = dict(ctc, **{
         "train.num_steps": 401,  # measured: stopped at step 401 for lack of time (BENCHMARKS.md)
         "model.num_decoder_layers": 2,
-        "decoding.beam_size": 10, "decoding.test_beam_size": 10,
+        "decoding.beam_size": 10,
     })
     smoke_att = dict(ASR_SMOKE, **{"model.num_decoder_layers": 1})
     return [

@@ -19,7 +19,7 @@ def get_config(arg=None):
         # The README's first command: a narrow SepMamba (dim 16, one block per stack) trained with dynamic mixing
         # from the embedded synthetic WSJ0 pool on 4 x 0.5 s crops per step, 550 CPU steps (~8 min on 2 cores);
         # validation on 20 held-out (unseen-speaker) mixtures at steps 275 and 550. lr 4e-3 with a 50-step warm-up
-        # and a cosine decay: +2.09 dB SI-SNRi at step 550 against +1.05 dB with the earlier constant 2e-3
+        # and a cosine decay: +1.95 dB SI-SNRi at step 550 (README) against +1.05 dB with the earlier constant 2e-3
         # (BENCHMARKS.md, "Learning curves: separation"). The full-size model steps too slowly for a quickstart.
         c.model.dim = 16
         c.model.num_blocks = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,7 @@ EXPECTED = {
     "spmamba.py": 6_094_498,
     "spmamba.py:nfft512": 6_141_826,
 }
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 SEP_CONFIGS = sorted({k.split(":")[0] for k in EXPECTED})
 
 
@@ -92,12 +94,12 @@ def test_smoke_forward_backward(name, config_loader):
 
 
 def test_summary_json_and_table(capsys):
-    summary.main([str(summary.pathlib.Path(__file__).resolve().parents[2] / "configs" / "spmamba.py") + ":nfft512",
+    summary.main([str(CONFIGS / "spmamba.py") + ":nfft512",
                   "--json"])
     info = json.loads(capsys.readouterr().out)
     assert info["params"] == 6_141_826
     assert sum(info["per_module"].values()) == info["params"]
-    summary.main([str(summary.pathlib.Path(__file__).resolve().parents[2] / "configs" / "dpmamba_xs.py")])
+    summary.main([str(CONFIGS / "dpmamba_xs.py")])
     out = capsys.readouterr().out
     assert "2,265,857" in out and "masknet" in out
 
