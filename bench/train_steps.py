@@ -12,21 +12,12 @@ line with the module path, so a before/after comparison shows which code it ran.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import pathlib
 import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_config(spec: str):
-    path, _, arg = spec.partition(":")
-    mod_spec = importlib.util.spec_from_file_location("_bench_config", REPO / path)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    return mod.get_config(arg or None)
 
 
 def main() -> None:
@@ -42,9 +33,11 @@ def main() -> None:
     flags.FLAGS.mark_as_parsed()
     logging.set_verbosity(logging.WARNING)
     import mamba_jax
+    from mamba_jax.config import load_config
     from mamba_jax.training.loop import train_and_evaluate
 
-    config = load_config(args.config)
+    path, _, arg = args.config.partition(":")
+    config = load_config(str(REPO / path) + (f":{arg}" if arg else ""))
     config.unlock()
     config.train.update(num_steps=args.steps, log_every_steps=args.log_every, eval_every_steps=10 ** 9,
                         checkpoint_every_steps=10 ** 9, eval_batches=1)

@@ -9,7 +9,7 @@ import os
 import jax
 import pytest
 
-from mamba_jax.xla_cpu import prefer_wide_vectors
+from mamba_jax.xla_cpu import apply_cpu_flags
 
 # The CLI and Separator.from_checkpoint turn on a persistent compilation cache under ~/.cache; tests stay hermetic.
 os.environ.setdefault("MAMBA_JAX_COMPILATION_CACHE", "0")
@@ -20,9 +20,9 @@ os.environ.setdefault("MAMBA_JAX_COMPILATION_CACHE", "0")
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
-# The code generation users get from ``import mamba_jax`` (512-bit vectors on AVX-512 CPUs), explicitly, so that
+# The XLA CPU flags users get from ``import mamba_jax`` (mamba_jax/xla_cpu.py), explicitly, so that
 # this process and every subprocess test it whatever the import order.
-prefer_wide_vectors()
+apply_cpu_flags()
 
 # Tests (node-id prefixes) that took over ~50 s each on an idle 2-core machine before the cache and flags above
 # (approximate seconds: clean-clone timings and CPU times measured one by one; only the order matters). They
