@@ -154,28 +154,28 @@ def _run_files(files: list[tuple[pathlib.Path, pathlib.Path]], fn: Callable[[pat
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------------------
-def _load_checkpoint(path: str, task: str, command: str):
-    """``(config, params, rest)`` of the checkpoint under ``path``; it must be a ``task`` checkpoint."""
-    from mamba_jax.checkpoint import load_params
+def _checkpoint_config(path: str, task: str, command: str):
+    """The config of the checkpoint under ``path``; it must be a ``task`` checkpoint."""
+    from mamba_jax.checkpoint import read_config
 
     try:
-        config, params, rest, step = load_params(path)
+        config, _ = read_config(path)
     except FileNotFoundError as e:
         raise CliError(str(e)) from e
     if config.get("task") != task:
         fits = {"separation": "separate", "asr": "transcribe"}.get(config.get("task"), "evaluate")
         raise CliError(f"{path} is a {config.get('task')!r} checkpoint (model {config.model.get('name')!r}); "
                        f"`mamba-jax {command}` needs a {task!r} checkpoint (use `mamba-jax {fits}` with this one)")
-    return config, params, rest
+    return config
 
 
-def _separator(args, config=None, params=None, rest=None):
-    from mamba_jax.checkpoint import model_from_params
+def _separator(args, config=None):
+    from mamba_jax.checkpoint import load_model
     from mamba_jax.inference.separator import Separator
 
     if config is None:
-        config, params, rest = _load_checkpoint(args.checkpoint, "separation", args.command)
-    model = model_from_params(config, params, rest, scan_impl=args.scan_impl)
+        config = _checkpoint_config(args.checkpoint, "separation", args.command)
+    model, _ = load_model(args.checkpoint, config, scan_impl=args.scan_impl)
     kw = {}
     if getattr(args, "chunk_seconds", None) is not None:
         kw["chunk_seconds"] = args.chunk_seconds
@@ -184,13 +184,13 @@ def _separator(args, config=None, params=None, rest=None):
     return Separator(model, config, **kw)
 
 
-def _transcriber(args, config=None, params=None, rest=None):
-    from mamba_jax.checkpoint import find_tokenizer, model_from_params
+def _transcriber(args, config=None):
+    from mamba_jax.checkpoint import find_tokenizer, load_model
     from mamba_jax.inference.transcriber import Transcriber
     from mamba_jax.tokenizer import Tokenizer
 
     if config is None:
-        config, params, rest = _load_checkpoint(args.checkpoint, "asr", args.command)
+        config = _checkpoint_config(args.checkpoint, "asr", args.command)
     try:
         tok = args.tokenizer or find_tokenizer(args.checkpoint, config)
     except FileNotFoundError as e:
@@ -200,7 +200,7 @@ def _transcriber(args, config=None, params=None, rest=None):
     except Exception as e:  # sentencepiece: OSError "Not found", RuntimeError "could not parse ModelProto"
         raise UsageError(f"--tokenizer {tok}: not a SentencePiece model ({one_line(e)}); pass the "
                          f"tokenizer.model of the training run (<workdir>/tokenizer/tokenizer.model)") from e
-    model = model_from_params(config, params, rest, scan_impl=args.scan_impl)
+    model, _ = load_model(args.checkpoint, config, scan_impl=args.scan_impl)
     return Transcriber(model, config, tokenizer)
 
 
@@ -278,12 +278,12 @@ def _prepare_eval_out(out: str | None, overwrite: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from mamba_jax.checkpoint import load_params
+    from mamba_jax.checkpoint import read_config
     from mamba_jax.inference import evaluate as ev
 
     _prepare_eval_out(args.out, args.overwrite)  # before loading anything
     try:
-        ck_config, params, rest, step = load_params(args.checkpoint)
+        ck_config, step = read_config(args.checkpoint)
     except FileNotFoundError as e:
         raise CliError(str(e)) from e
     config = ck_config
@@ -299,11 +299,11 @@ def cmd_evaluate(args) -> int:
     if ck_config.get("task") == "separation":
         if args.method or args.beam_size:
             raise CliError("--method/--beam-size apply to ASR checkpoints only")
-        sep = _separator(args, ck_config, params, rest)
+        sep = _separator(args, ck_config)
         summary, _ = ev.evaluate_separation(sep, config, n_plots=args.plots, perceptual=not args.no_perceptual,
                                             chunk_seconds=args.chunk_seconds, hop_seconds=args.hop_seconds, **common)
     elif ck_config.get("task") == "asr":
-        asr = _transcriber(args, ck_config, params, rest)
+        asr = _transcriber(args, ck_config)
         summary, _ = ev.evaluate_asr(asr, config, method=args.method, beam_size=args.beam_size, **common)
     else:
         raise CliError(f"{args.checkpoint}: unknown task {ck_config.get('task')!r}")
