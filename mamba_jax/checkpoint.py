@@ -1,8 +1,8 @@
 """Checkpoint I/O, shared by training, inference, conversion and the CLI (it imports only ``mamba_jax.models``).
 
 The trainer's ``Checkpointer``: orbax, train state (optimiser and schedule state included) + grain iterator state +
-config, atomic and async. Weights only (``save_params``, ``read_config``, ``load_model``, ``model_from_params``, ``load_params``,
-``find_tokenizer``): what inference, ``mamba_jax.convert`` and fine-tuning read and write.
+config, atomic and async. Weights only (``save_params``, ``read_config``, ``load_model``, ``model_from_params``,
+``load_params``, ``find_tokenizer``): what inference, ``mamba_jax.convert`` and fine-tuning read and write.
 
 Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config}``. Orbax writes each step into a
 temporary directory and renames it when complete, so a kill never leaves a half-written latest step; the
