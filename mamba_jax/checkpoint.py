@@ -349,9 +349,9 @@ def load_model(path: str | pathlib.Path, config: ml_collections.ConfigDict | Non
     with _QuietAbsl():
         restored = ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
             item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
-    for state, name in zip(states, ("params", "rest")):
-        if name in restored:
-            nnx.replace_by_pure_dict(state, restored[name])
+    for state, kind in zip(states, ("params", "rest")):
+        if kind in restored:
+            nnx.replace_by_pure_dict(state, restored[kind])
     nnx.update(model, *states)
     return model, config
 
