@@ -41,10 +41,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One learning run: ``config`` (``configs/NAME.py[:ARG]``) with ``overrides`` (dotted keys; a key the config
-    lacks is added, e.g. a model field the config file leaves at the model's default), the final ``test``
-    (``(workdir, config, smoke) -> summary dict``), the metrics the curve plots, and ``smoke`` overrides that make
-    it a few-step run of a tiny model (for the fast test)."""
+    """One learning run: ``config`` (``configs/NAME.py[:ARG]``) with ``overrides`` (dotted keys the config has;
+    another is an error), the final ``test`` (``(workdir, config, smoke) -> summary dict``), the metrics the curve
+    plots, and ``smoke`` overrides that make it a few-step run of a tiny model (for the fast test)."""
 
     name: str
     config: str
@@ -140,15 +139,18 @@ def load_config(spec: str):
     return config_lib.load_config(str(REPO / path) + (f":{arg}" if arg else ""))
 
 
-def apply_overrides(config, overrides: dict) -> None:
-    """Sets dotted keys on ``config`` (unlocked); an unknown section is an error, an unknown leaf is added."""
+def apply_overrides(config, overrides: dict, source: str) -> None:
+    """Sets dotted keys on ``config``; a key the config does not have (a typo, or a setting nothing reads) is a
+    ``ValueError`` naming it and ``source`` (the run, or ``--set``)."""
     for key, value in overrides.items():
         *path, leaf = key.split(".")
         node = config
-        for p in path:
-            if p not in node:
-                raise KeyError(f"override {key!r}: no section {p!r} in the config")
-            node = node[p]
+        for depth, p in enumerate([*path, leaf]):
+            if not hasattr(node, "keys") or p not in node:
+                where = ".".join(path[:depth]) or "the config"
+                raise ValueError(f"{source}: override {key!r}: {where} has no key {p!r}")
+            if depth < len(path):
+                node = node[p]
         node[leaf] = value
 
 
@@ -168,10 +170,10 @@ def parse_set(items: list[str]) -> dict:
 def build_config(run: Run, extra: dict | None = None, smoke: bool = False):
     config = load_config(run.config)
     config.unlock()
-    apply_overrides(config, run.overrides)
+    apply_overrides(config, run.overrides, f"run {run.name!r}")
     if smoke:
-        apply_overrides(config, run.smoke)
-    apply_overrides(config, extra or {})
+        apply_overrides(config, run.smoke, f"run {run.name!r} (smoke)")
+    apply_overrides(config, extra or {}, f"run {run.name!r} (--set)")
     config.lock()
     return config
 

@@ -1,8 +1,8 @@
 """Checkpoint I/O, shared by training, inference, conversion and the CLI (it imports only ``mamba_jax.models``).
 
 The trainer's ``Checkpointer``: orbax, train state (optimiser and schedule state included) + grain iterator state +
-config, atomic and async. Weights only (``save_params``, ``load_params``, ``model_from_params``, ``load_model``,
-``find_tokenizer``): what inference, ``mamba_jax.convert`` and fine-tuning read and write.
+config, atomic and async. Weights only (``save_params``, ``read_config``, ``load_model``, ``model_from_params``,
+``load_params``, ``find_tokenizer``): what inference, ``mamba_jax.convert`` and fine-tuning read and write.
 
 Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config}``. Orbax writes each step into a
 temporary directory and renames it when complete, so a kill never leaves a half-written latest step; the
@@ -228,78 +228,154 @@ def _step_dir(path: str | pathlib.Path) -> pathlib.Path:
     return p / str(steps[0])
 
 
-def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, dict, dict, int]:
-    """``(config, params, rest, step)`` of the latest checkpoint under ``path`` (workdir, checkpoints/ or a
-    step folder), as host numpy arrays: the optimiser state is not read (PLACEHOLDER leaves), no device
-    placement, any device topology."""
+def read_config(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, int]:
+    """``(config, step)`` of the latest checkpoint under ``path`` (workdir, checkpoints/ or a step folder)."""
     step_dir = _step_dir(path)
     config_file = step_dir / "config" / "metadata"
     if not config_file.is_file():
         raise FileNotFoundError(f"{step_dir}: missing the config item ({config_file})")
-    config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-    absl_logger = logging.getLogger("absl")  # orbax warns that an item folder has no step-level metadata
-    level = absl_logger.level
-    absl_logger.setLevel(logging.ERROR)
-    try:
-        ckptr = ocp.PyTreeCheckpointer()
-        meta = ckptr.metadata(step_dir / "state").item_metadata.tree
-        if "params" not in meta:
-            raise ValueError(f"{step_dir / 'state'}: no 'params' in the checkpoint (keys: {sorted(meta)})")
-        item = {k: v if k in ("step", "params", "rest") else jax.tree.map(lambda _: ocp.PLACEHOLDER, v)
-                for k, v in meta.items()}
-        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
-        state = ckptr.restore(step_dir / "state", args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args))
-    finally:
-        absl_logger.setLevel(level)
-    return config, state["params"], state.get("rest", {}), int(state.get("step", int(step_dir.name)))
+    return ml_collections.ConfigDict(json.loads(config_file.read_text())), int(step_dir.name)
 
 
-def _as_leaf(x, dtype):
-    return x if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) else jax.numpy.asarray(x, dtype=dtype)
+class _QuietAbsl:
+    """Silences orbax's warning that an item folder has no step-level metadata (we read items directly)."""
+
+    def __enter__(self):
+        self.logger = logging.getLogger("absl")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
 
 
-def model_from_params(config: ml_collections.ConfigDict, params: dict, rest: dict, **model_overrides):
-    """Builds ``config.model`` (with ``model_overrides``, e.g. ``scan_impl``) and puts ``params``/``rest`` in it.
+def _state_metadata(state_dir: pathlib.Path) -> dict:
+    """The saved train state's tree of array metadata (shape, dtype per leaf); it must hold ``params``."""
+    with _QuietAbsl():
+        meta = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+    if "params" not in meta:
+        raise ValueError(f"{state_dir}: no 'params' in the checkpoint (keys: {sorted(meta)})")
+    return meta
 
-    A shape mismatch or a missing/unexpected entry is an error naming the parameter path."""
+
+def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, dict, dict, int]:
+    """``(config, params, rest, step)`` of the latest checkpoint under ``path`` (workdir, checkpoints/ or a
+    step folder), as stored (list indices as string keys, PRNG keys as their key data), in host numpy arrays:
+    the optimiser state is not read (PLACEHOLDER leaves), no device placement, any device topology. To get a
+    model, use ``load_model``, which restores into the model's own tree."""
+    config, _ = read_config(path)
+    state_dir = _step_dir(path) / "state"
+    meta = _state_metadata(state_dir)
+    item = {k: v if k in ("step", "params", "rest") else jax.tree.map(lambda _: ocp.PLACEHOLDER, v)
+            for k, v in meta.items()}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    with _QuietAbsl():
+        state = ocp.PyTreeCheckpointer().restore(
+            state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args))
+    return config, state["params"], state.get("rest", {}), int(state.get("step", int(state_dir.parent.name)))
+
+
+# ---- weights into a model: the abstract model's tree is the target ----------------------------------------
+
+
+def _abstract_model(config: ml_collections.ConfigDict, model_overrides: dict):
+    """``config.model`` (with ``model_overrides``, e.g. ``scan_impl``) built with ``nnx.eval_shape``: its
+    variables are ``jax.ShapeDtypeStruct`` (nothing allocated)."""
     from flax import nnx
 
     from mamba_jax.models import build_model
 
     model_cfg = ml_collections.ConfigDict(config.model.to_dict())
     model_cfg.update(model_overrides)
-    abstract = nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0)))
-    graphdef, p_abs, r_abs = nnx.split(abstract, nnx.Param, ...)
-    merged = []
-    for name, tmpl, got in (("params", p_abs, params), ("rest", r_abs, rest)):
-        want = nnx.to_pure_dict(tmpl)
-        flat_w = dict(jax.tree_util.tree_flatten_with_path(want)[0])
-        flat_g = dict(jax.tree_util.tree_flatten_with_path(got)[0])
-        keys_w = {jax.tree_util.keystr(k, simple=True, separator="/"): v for k, v in flat_w.items()}
-        keys_g = {jax.tree_util.keystr(k, simple=True, separator="/"): v for k, v in flat_g.items()}
-        for k, v in keys_w.items():  # orbax stores typed PRNG keys (dropout streams) as their raw key data
-            if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) and k in keys_g and \
-                    not jax.dtypes.issubdtype(getattr(keys_g[k], "dtype", None), jax.dtypes.prng_key):
-                keys_g[k] = jax.random.wrap_key_data(jax.numpy.asarray(keys_g[k]))
-        problems = [f"missing {name}/{k}" for k in sorted(set(keys_w) - set(keys_g))]
-        problems += [f"unexpected {name}/{k}" for k in sorted(set(keys_g) - set(keys_w))]
-        problems += [f"{name}/{k}: shape {tuple(keys_g[k].shape)} != expected {tuple(v.shape)}"
-                     for k, v in keys_w.items() if k in keys_g and tuple(keys_g[k].shape) != tuple(v.shape)]
-        if problems:
-            raise ValueError(f"weights do not fit model {model_cfg.get('name')!r}: " + "; ".join(problems))
-        # Orbax stores list indices as string keys: match leaves by their path string, keep our tree's keys.
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(want)
-        values = jax.tree_util.tree_unflatten(treedef, [
-            _as_leaf(keys_g[jax.tree_util.keystr(k, simple=True, separator="/")], w.dtype) for k, w in leaves])
-        nnx.replace_by_pure_dict(tmpl, values)
-        merged.append(tmpl)
-    return nnx.merge(graphdef, *merged)
+    return nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0))), model_cfg.get("name")
 
 
-def load_model(path: str | pathlib.Path, **model_overrides):
-    """``(model, config)`` from the latest checkpoint under ``path`` (see ``load_params``)."""
-    config, params, rest, _ = load_params(path)
-    return model_from_params(config, params, rest, **model_overrides), config
+def _stored_shape(x) -> tuple[int, ...]:
+    """The shape a leaf has in a checkpoint: typed PRNG keys are stored as their key data."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return tuple(jax.eval_shape(jax.random.key_data, x).shape)
+    return tuple(x.shape)
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    """``{"a/0/kernel": shape}`` of a pure dict (ours: int list indices; a checkpoint's: string ones)."""
+    return {jax.tree_util.keystr(k, simple=True, separator="/"): _stored_shape(v)
+            for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _check_fits(expected: dict, found: dict, source: str, model_name) -> None:
+    """Raises ``ValueError`` naming every missing, unexpected and mis-shaped parameter of ``found`` (a
+    ``{"params": ..., "rest": ...}`` tree of arrays or array metadata) against the model's ``expected`` tree."""
+    problems = []
+    for name in ("params", "rest"):
+        want, got = _shapes(expected[name]), _shapes(found.get(name, {}))
+        problems += [f"missing {name}/{k} {want[k]}" for k in sorted(want.keys() - got.keys())]
+        problems += [f"unexpected {name}/{k} {got[k]}" for k in sorted(got.keys() - want.keys())]
+        problems += [f"{name}/{k}: shape {got[k]} != expected {want[k]}"
+                     for k in sorted(want.keys() & got.keys()) if got[k] != want[k]]
+    if problems:
+        raise ValueError(f"{source}: weights do not fit model {model_name!r} ({len(problems)} problem"
+                         f"{'s' if len(problems) > 1 else ''}): " + "; ".join(problems))
+
+
+def _split_abstract(model):
+    """The model's ``(params, rest)`` states and their pure dicts (the restore target)."""
+    from flax import nnx
+
+    params, rest = nnx.state(model, nnx.Param, ...)
+    return (params, rest), dict(params=nnx.to_pure_dict(params), rest=nnx.to_pure_dict(rest))
+
+
+def load_model(path: str | pathlib.Path, config: ml_collections.ConfigDict | None = None, **model_overrides):
+    """``(model, config)`` from the latest checkpoint under ``path`` (workdir, checkpoints/ or a step folder).
+
+    ``config`` (default: the checkpoint's own) says which model to build, with ``model_overrides`` (e.g.
+    ``scan_impl``). The model is built abstractly (``nnx.eval_shape``), the checkpoint's metadata is checked
+    against its tree (a missing, unexpected or mis-shaped parameter is an error naming its path and the
+    checkpoint folder), then orbax restores ``params``/``rest`` with the abstract state as target (the
+    optimiser state is not read; arrays land on the default device, whatever topology wrote them) and
+    ``nnx.update`` puts them in the model."""
+    from flax import nnx
+
+    if config is None:
+        config, _ = read_config(path)
+    state_dir = _step_dir(path) / "state"
+    model, name = _abstract_model(config, model_overrides)
+    states, target = _split_abstract(model)
+    _check_fits(target, _state_metadata(state_dir), str(state_dir), name)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target)
+    target = {k: v for k, v in target.items() if v}  # a model without ``rest`` variables
+    with _QuietAbsl():
+        restored = ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+    for state, kind in zip(states, ("params", "rest")):
+        if kind in restored:
+            nnx.replace_by_pure_dict(state, restored[kind])
+    nnx.update(model, *states)
+    return model, config
+
+
+def _as_leaf(x, dtype):
+    """A stored value as one of our leaves: cast to our dtype; PRNG key data wrapped as a typed key."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return x if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key) else \
+            jax.random.wrap_key_data(jax.numpy.asarray(x))
+    return jax.numpy.asarray(x, dtype=dtype)
+
+
+def model_from_params(config: ml_collections.ConfigDict, params: dict, rest: dict, **model_overrides):
+    """``config.model`` (with ``model_overrides``) holding in-memory ``params``/``rest`` pure dicts (e.g. a
+    converter's output); checked like ``load_model`` (errors name each parameter's path)."""
+    from flax import nnx
+
+    model, name = _abstract_model(config, model_overrides)
+    states, target = _split_abstract(model)
+    _check_fits(target, dict(params=params, rest=rest), "the given weights", name)
+    for state, values in zip(states, (params, rest)):
+        nnx.replace_by_pure_dict(state, values, lambda var, v: var.replace(_as_leaf(v, var.get_value().dtype)))
+    nnx.update(model, *states)
+    return model
 
 
 def find_tokenizer(path: str | pathlib.Path, config: ml_collections.ConfigDict) -> pathlib.Path:

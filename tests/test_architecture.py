@@ -137,6 +137,28 @@ def test_imports_follow_the_layers():
     assert not problems, "imports against the intended direction (docs/architecture.md):\n" + "\n".join(problems)
 
 
+MAX_LINES = 400  # a module a reader takes in at once; split longer ones along a real seam
+
+
+def oversized(root: pathlib.Path) -> list[str]:
+    """``path: N lines`` for every module of the tree (``SOURCES``) longer than ``MAX_LINES``."""
+    problems = []
+    for file in module_files(root).values():
+        n = len(file.read_text().splitlines())
+        if n > MAX_LINES:
+            problems.append(f"{file.relative_to(root)}: {n} lines")
+    return sorted(problems)
+
+
+def test_no_module_is_over_the_line_limit(tmp_path):
+    problems = oversized(ROOT)
+    assert not problems, f"modules over {MAX_LINES} lines (split them along a seam):\n" + "\n".join(problems)
+    files = dict(CLEAN)
+    files["mamba_jax/layers/norm.py"] = "x = 1\n" * (MAX_LINES + 1)  # the check itself can fail
+    files["kernels/scan.py"] = "x = 1\n" * MAX_LINES
+    assert oversized(_tree(tmp_path, files)) == [f"mamba_jax/layers/norm.py: {MAX_LINES + 1} lines"]
+
+
 def test_every_component_exists():
     """A renamed or removed module must leave the table too (else the table silently checks nothing)."""
     known = set(module_files(ROOT))

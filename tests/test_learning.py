@@ -8,6 +8,7 @@ for the test-split evaluation (every search of an ASR run).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -49,6 +50,21 @@ def test_runs_registered():
             for part in key.split("."):
                 node = node[part]
             assert node == value, key
+        learning.build_config(run, smoke=True)  # the smoke overrides name existing keys too
+
+
+def test_an_unknown_override_key_is_an_error():
+    """A typo in a run's overrides (or in ``--set``) fails, naming the key and the run, instead of adding a key
+    nothing reads."""
+    learning = _learning()
+    run = learning.RUNS["sepmamba"]
+    typo = dataclasses.replace(run, overrides={**run.overrides, "train.num_stpes": 3})
+    with pytest.raises(ValueError, match=r"run 'sepmamba': override 'train.num_stpes': train has no key 'num_stpes'"):
+        learning.build_config(typo)
+    with pytest.raises(ValueError, match=r"override 'trian.num_steps': the config has no key 'trian'"):
+        learning.build_config(run, extra={"trian.num_steps": 3})
+    with pytest.raises(ValueError, match=r"override 'train.num_steps.x': train.num_steps has no key 'x'"):
+        learning.build_config(run, extra={"train.num_steps.x": 3})
 
 
 def _smoke(name: str, tmp_path: pathlib.Path, val_key: str) -> tuple[dict, pathlib.Path]:

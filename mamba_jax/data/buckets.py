@@ -26,6 +26,7 @@ import dataclasses
 import numpy as np
 
 from mamba_jax.data import mixing
+from mamba_jax.data.items import epoch_permutation
 
 __all__ = ["BucketPlan", "DurationBatching", "duration_batching_from", "plan_buckets"]
 
@@ -104,8 +105,6 @@ class EpochBatches:
 
     def epoch(self, e: int) -> list[tuple[int, np.ndarray]]:
         if e not in self._cache:
-            from mamba_jax.data.pipeline import epoch_permutation
-
             order = epoch_permutation(self.seed, e, len(self.plan.bucket))
             batches = []
             for k, b in enumerate(self.plan.batch):

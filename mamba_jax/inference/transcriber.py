@@ -80,13 +80,13 @@ class Transcriber:
         """Loads the latest checkpoint under ``path`` (``load_model``) and its tokenizer (``find_tokenizer``:
         ``<workdir>/tokenizer/tokenizer.model``, else ``config.tokenizer.model_dir``), unless ``tokenizer``
         names a ``.model`` file or its folder."""
-        from mamba_jax.checkpoint import find_tokenizer, load_params, model_from_params
+        from mamba_jax.checkpoint import find_tokenizer, load_model, read_config
 
-        config, params, rest, _ = load_params(path)
+        config, _ = read_config(path)
         if config.get("task") != "asr":
             raise ValueError(f"{path}: a {config.get('task')!r} checkpoint (model {config.model.get('name')!r}), "
                              f"not an ASR one")
-        model = model_from_params(config, params, rest, scan_impl=scan_impl)
+        model, _ = load_model(path, config, scan_impl=scan_impl)
         tok_path = tokenizer if tokenizer is not None else find_tokenizer(path, config)
         return cls(model, config, Tokenizer(str(tok_path)))
 

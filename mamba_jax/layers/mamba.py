@@ -154,6 +154,18 @@ def _run_branch(cfg: MambaConfig, branch: Branch, x: Float[Array, "B L E"], z: F
     return y, MambaState(new_conv.astype(jnp.float32), h)
 
 
+def _init_mixer(mixer: nnx.Module, cfg: MambaConfig, *, n_layer: int, dtype, scan_impl: Impl, rngs: nnx.Rngs
+                ) -> None:
+    """The attributes ``Mamba`` and ``BiMambaV2`` share, drawn in mamba_ssm's order: ``in_proj``, the forward
+    branch (``conv1d, x_proj, dt_proj, A_log, D``), ``out_proj``; the scan settings."""
+    mixer.cfg = cfg
+    mixer.scan_impl = scan_impl
+    mixer.scan_sharding = None  # ScanSharding | None: the trainer's data-parallel mesh, see set_scan_sharding
+    mixer.in_proj = _in_proj(cfg, dtype, rngs)
+    mixer.conv1d, mixer.x_proj, mixer.dt_proj, mixer.A_log, mixer.D = _make_branch(cfg, dtype, rngs)
+    mixer.out_proj = _out_proj(cfg, n_layer, dtype, rngs)
+
+
 class Mamba(nnx.Module):
     """Unidirectional Mamba mixer, ``[B, L, D] -> [B, L, D]``, with step-by-step and chunked-state inference.
 
@@ -164,12 +176,7 @@ class Mamba(nnx.Module):
 
     def __init__(self, cfg: MambaConfig, *, n_layer: int = 1, dtype=None, scan_impl: Impl = "auto",
                  rngs: nnx.Rngs):
-        self.cfg = cfg
-        self.scan_impl = scan_impl
-        self.scan_sharding: ScanSharding | None = None  # the trainer's data-parallel mesh: set_scan_sharding
-        self.in_proj = _in_proj(cfg, dtype, rngs)
-        self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D = _make_branch(cfg, dtype, rngs)
-        self.out_proj = _out_proj(cfg, n_layer, dtype, rngs)
+        _init_mixer(self, cfg, n_layer=n_layer, dtype=dtype, scan_impl=scan_impl, rngs=rngs)
 
     @property
     def branch(self) -> Branch:
@@ -212,12 +219,7 @@ class BiMambaV2(nnx.Module):
 
     def __init__(self, cfg: MambaConfig, *, n_layer: int = 1, dtype=None, scan_impl: Impl = "auto",
                  rngs: nnx.Rngs):
-        self.cfg = cfg
-        self.scan_impl = scan_impl
-        self.scan_sharding: ScanSharding | None = None  # the trainer's data-parallel mesh: set_scan_sharding
-        self.in_proj = _in_proj(cfg, dtype, rngs)
-        self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D = _make_branch(cfg, dtype, rngs)
-        self.out_proj = _out_proj(cfg, n_layer, dtype, rngs)
+        _init_mixer(self, cfg, n_layer=n_layer, dtype=dtype, scan_impl=scan_impl, rngs=rngs)
         self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b = _make_branch(cfg, dtype, rngs)
 
     @property

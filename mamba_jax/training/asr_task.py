@@ -147,7 +147,8 @@ class AsrTask:
         return loss, aux
 
     def evaluate(self, model, *, max_batches: int | None = None) -> dict[str, float]:
-        """Teacher-forced loss and decoded WER/CER over the valid split (``config.decoding``)."""
+        """Teacher-forced loss and decoded WER/CER over the valid split (``config.decoding``), one utterance per
+        batch as in the separation task (``max_batches``, from ``train.eval_batches``, counts utterances)."""
         from mamba_jax.decoding import beam_search_config_from, decode_batch
         from mamba_jax.metrics.asr import corpus_cer, corpus_wer
 
@@ -156,8 +157,7 @@ class AsrTask:
         search = beam_search_config_from(dc, self.config.tokenizer)
         method = "ctc_greedy" if self.config.model.decoder == "none" and dc.method == "joint" else dc.method
 
-        batch_size = int(self.config.train.get("eval_batch_size", 1) or 1)
-        ds = self.dataset("valid", batch_size=batch_size, seed=0, drop_remainder=False)
+        ds = self.dataset("valid", batch_size=1, seed=0, drop_remainder=False)
         losses, refs, hyps = [], [], []
         with pipeline.iterate(ds, max_batches) as batches:
             for batch in tqdm(batches, desc="valid", leave=False, disable=jax.process_index() != 0):

@@ -187,10 +187,10 @@ class _StopOnSignal:
 def _initialize_from(path, config, state, state_sharding) -> dict:
     """``state`` with ``params``/``rest`` replaced by those of the checkpoint at ``path`` (shape-checked against
     this run's model; the optimiser state is re-initialised for them)."""
-    from mamba_jax.checkpoint import load_params, model_from_params
+    from mamba_jax.checkpoint import load_model, read_config
 
-    _, params, rest, src_step = load_params(path)
-    _, p, r, _ = _split_model(model_from_params(config, params, rest))
+    _, src_step = read_config(path)
+    _, p, r, _ = _split_model(load_model(path, config)[0])
     tx = make_optimizer(config.optim, config.train.num_steps)
     new = dict(state, params=p, rest=r, opt_state=tx.init(p))
     print(f"initialised from {path} (step {src_step})", flush=True)

@@ -1,0 +1,140 @@
+"""``mamba-jax``: separate, transcribe, evaluate and convert from the command line.
+
+    mamba-jax separate mix.wav folder/ --checkpoint runs/sepmamba_s --out separated/
+    mamba-jax transcribe a.flac b.wav --checkpoint runs/conmamba_small [--method ctc_greedy] [--beam-size 4]
+    mamba-jax evaluate --checkpoint runs/sepmamba_s [--config configs/sepmamba_s.py] [--split test] \\
+        [--max-utterances 100] [--out eval/]
+    mamba-jax convert --config configs/mambatasnet_s.py --torch-checkpoint model.pth --out runs/mt_s_torch
+
+``--checkpoint`` is a training workdir, its ``checkpoints/`` folder or one step folder (the latest step is
+used), absolute or relative. Inputs may be files or folders (searched recursively for every audio extension
+soundfile reads: .wav, .flac, .mp3, .ogg, ...); stereo is averaged and other sample rates are resampled, each
+with a note on stderr. ``separate`` writes ``<out>/<stem>_s<k>.wav`` at the input's rate (a folder input keeps
+its sub-folders under ``<out>``; two inputs that would share a name, e.g. ``a.wav`` and ``a.flac``, get the
+extension added, ``a_wav_s1.wav``, with a note); ``transcribe`` prints ``path<TAB>text``. Nothing is
+overwritten without ``--overwrite``: an existing estimate is a per-file error, and ``evaluate`` refuses an
+``--out`` holding an earlier evaluation (with ``--overwrite`` its old files are removed first).
+
+Errors are one line on stderr (``error: ...``) naming the file or setting and the fix; ``--verbose`` (or
+``MAMBA_JAX_VERBOSE=1``) adds the traceback. Exit status: 0 success; 1 a failure (a bad file is reported and
+skipped, and the command lists the failures at the end); 2 a usage error (bad argument, missing file given as a
+setting); 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import traceback
+from collections.abc import Sequence
+
+from mamba_jax.cli.commands import cmd_convert, cmd_evaluate, cmd_separate, cmd_transcribe
+from mamba_jax.cli.errors import TRACEBACK_HINT, VERBOSE_ENV, CliError, UsageError, error, one_line, verbose_requested
+from mamba_jax.cli.inputs import expand_inputs
+
+__all__ = ["TRACEBACK_HINT", "VERBOSE_ENV", "CliError", "UsageError", "build_parser", "expand_inputs", "main",
+           "one_line", "verbose_requested"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mamba-jax", description="Mamba speech models: separation and ASR.",
+                                 epilog="Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted.")
+    ap.add_argument("--verbose", action="store_true", help="show tracebacks (also MAMBA_JAX_VERBOSE=1)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error (also MAMBA_JAX_VERBOSE=1)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def ckpt(p, required=True):
+        p.add_argument("--checkpoint", required=required, metavar="PATH",
+                       help="training workdir, its checkpoints/ folder, or one step folder (latest step used)")
+        p.add_argument("--scan-impl", default="auto", choices=["auto", "sequential", "associative", "pallas"],
+                       help="selective-scan implementation (default: auto)")
+
+    def positive(kind):
+        def parse(s):
+            v = kind(s)
+            if v <= 0:
+                raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+            return v
+        return parse
+
+    p = sub.add_parser("separate", parents=[common], help="separate the speakers of audio files",
+                       description="Writes <out>/<stem>_s<k>.wav for every input, at the input's rate.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files or folders (searched recursively for .wav, .flac, .mp3, .ogg, ...)")
+    ckpt(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace estimates already in --out (default: refuse)")
+    p.add_argument("--chunk-seconds", type=positive(float), default=None,
+                   help="separate long inputs in chunks of this many seconds (default: the model's choice)")
+    p.add_argument("--hop-seconds", type=positive(float), default=None, help="hop between chunks, seconds")
+    p.set_defaults(fn=cmd_separate)
+
+    methods = ["joint", "ctc_beam", "ctc_greedy"]
+    p = sub.add_parser("transcribe", parents=[common], help="transcribe audio files (prints path<TAB>text)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files or folders (searched recursively for .wav, .flac, .mp3, .ogg, ...)")
+    ckpt(p)
+    p.add_argument("--tokenizer", default=None, metavar="PATH",
+                   help="SentencePiece model (default: <workdir>/tokenizer/tokenizer.model)")
+    p.add_argument("--method", choices=methods, default=None, help="search (default: the config's decoding.method)")
+    p.add_argument("--beam-size", type=positive(int), default=None, help="beam (default: decoding.beam_size)")
+    p.set_defaults(fn=cmd_transcribe)
+
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="metrics of a checkpoint on a data split (CSV, JSON, plots)")
+    ckpt(p)
+    p.add_argument("--config", default=None, metavar="CONFIG",
+                   help="configs/NAME.py[:ARG] whose data block to evaluate on (default: the checkpoint's config)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="override config.data.root (unset: the embedded synthetic corpus)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--max-utterances", type=positive(int), default=None, metavar="N")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write utterances.csv, summary.json and spectrogram PNGs here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier evaluation in --out (its CSV, JSON and PNGs are removed first)")
+    p.add_argument("--plots", type=int, default=3, metavar="N", help="spectrogram PNGs of the first N (separation)")
+    p.add_argument("--no-perceptual", action="store_true", help="skip PESQ and STOI (separation)")
+    p.add_argument("--chunk-seconds", type=positive(float), default=None,
+                   help="overlap-add windows of this many seconds past it (separation; default: whole utterances)")
+    p.add_argument("--hop-seconds", type=positive(float), default=None, help="hop between windows, seconds")
+    p.add_argument("--tokenizer", default=None, metavar="PATH", help="SentencePiece model (ASR)")
+    p.add_argument("--method", choices=methods, default=None, help="search (ASR)")
+    p.add_argument("--beam-size", type=positive(int), default=None, help="beam (ASR)")
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("convert", parents=[common],
+                       help="convert an original PyTorch checkpoint to a mamba-jax checkpoint")
+    p.add_argument("--config", required=True, metavar="CONFIG", help="configs/NAME.py[:ARG] of the model")
+    p.add_argument("--torch-checkpoint", required=True, metavar="PATH",
+                   help="the original .pth/.ckpt file, or a SpeechBrain CKPT+... folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="workdir to write <out>/checkpoints/0/ into")
+    p.set_defaults(fn=cmd_convert)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mamba-jax`` console script; returns the exit status (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False) or verbose_requested([])
+    from mamba_jax.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # before the first compilation; MAMBA_JAX_COMPILATION_CACHE=0 turns it off
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        if verbose:
+            traceback.print_exc()
+        error(f"{args.command}: interrupted (Ctrl-C); the outputs listed above are complete")
+        return 130
+    except CliError as e:
+        if verbose:
+            traceback.print_exc()
+        error(str(e))
+        return e.status
+    except Exception as e:  # library errors name the file/key and the problem: one line unless --verbose
+        if verbose:
+            traceback.print_exc()
+        error(f"{args.command}: {one_line(e)}" + ("" if verbose else f" {TRACEBACK_HINT}"))
+        return 1
