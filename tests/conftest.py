@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import os
 
-import jax
-import pytest
+# Every compiled program goes into the run's persistent compilation cache (pytest_configure below), not only those
+# that took over JAX's default 1 s to compile: the many small programs of a training process (data staging, rng,
+# metrics) are then compiled once per run instead of once per process (a repeated Mamba-TasNet smoke training
+# process: 9.4 -> 7.6 CPU-s). Set before JAX is imported; inherited by the xdist workers and every subprocess.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 from mamba_jax.xla_cpu import apply_cpu_flags
 

@@ -18,9 +18,13 @@ from mamba_jax.models import build_model
 from mamba_jax.training.asr_losses import asr_loss, make_decoder_io
 
 CONFIGS = ["conmamba_small", "conmamba_large", "conmambamamba_small", "conmambamamba_large", "conmamba_ctc_large"]
+# One config per decoder (Transformer, Mamba, none) runs by default. The two large ones differ from their small
+# counterparts only in what is tested on its own: label smoothing (tests/training/test_asr_losses.py) and a 512-point
+# fbank (tests/layers/test_fbank.py); they run with ``-m slow``.
+SLOW = {"conmamba_large", "conmambamamba_large"}
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in SLOW else ()) for n in CONFIGS])
 def test_smoke_forward_backward_decode(name):
     cfg = importlib.import_module(f"configs.{name}").get_config("smoke")
     model = build_model(cfg.model, rngs=nnx.Rngs(0))
