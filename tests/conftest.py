@@ -15,7 +15,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from mamba_jax.xla_cpu import apply_cpu_flags
+# Importing the package sets the XLA CPU flags users get (mamba_jax/xla_cpu.py) before JAX starts its backend, so
+# this process and every subprocess (they inherit XLA_FLAGS) test with them whatever the tests import first.
+import mamba_jax  # noqa: E402,F401
 
 # The CLI and Separator.from_checkpoint turn on a persistent compilation cache under ~/.cache; tests stay hermetic.
 os.environ.setdefault("MAMBA_JAX_COMPILATION_CACHE", "0")
@@ -26,9 +28,6 @@ os.environ.setdefault("MAMBA_JAX_COMPILATION_CACHE", "0")
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
-# The XLA CPU flags users get from ``import mamba_jax`` (mamba_jax/xla_cpu.py), explicitly, so that
-# this process and every subprocess test it whatever the import order.
-apply_cpu_flags()
 
 # Tests (node-id prefixes) that took over ~50 s each on an idle 2-core machine before the cache and flags above
 # (approximate seconds: clean-clone timings and CPU times measured one by one; only the order matters). They
