@@ -26,8 +26,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
-from scipy.signal import lfilter
 
 from mamba_jax.data.audio import resample
 
@@ -81,6 +79,11 @@ def active_level(x: np.ndarray, sample_rate: int, *, margin_db: float = 15.9,
     sq = float(np.square(x).sum())  # not np.dot: waking BLAS threads costs ~10 ms on a busy host
     if n == 0 or sq == 0.0:
         return 0.0
+    # Imported here: scipy.signal and scipy.ndimage take ~0.8 s to import, which every training and CLI process
+    # paid at start-up; only the SepMamba dynamic-mixing recipe and the synthetic-corpus build call this.
+    from scipy.ndimage import maximum_filter1d
+    from scipy.signal import lfilter
+
     g = math.exp(-1.0 / (sample_rate * time_const))
     env = lfilter([1.0 - g], [1.0, -g], lfilter([1.0 - g], [1.0, -g], np.abs(x)))
     hang = int(math.ceil(hangover * sample_rate))
