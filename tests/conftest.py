@@ -46,7 +46,7 @@ HEAVY = {
     "tests/test_readme.py::test_readme_commands_run_as_written[separation]": 190,
     "tests/inference/test_asr_trained.py": 80,
     "tests/test_readme.py::test_readme_commands_run_as_written[asr]": 75,
-    "tests/training/test_multiprocess.py::test_four_devices_equal_one_and_two_processes_equal_one": 70,
+    "tests/training/test_multiprocess.py::test_two_processes_equal_one_process": 70,
     "tests/test_notebooks.py::test_notebook_runs_in_smoke_mode[conmamba_asr]": 70,
     "tests/test_notebooks.py::test_notebook_runs_in_smoke_mode[train_sepmamba_colab]": 65,
     "tests/training/test_loop.py::test_resume_continues_exactly": 60,
