@@ -35,7 +35,7 @@ CASES = {  # golden file -> (config, model overrides)
     "spmamba": ("spmamba", {}),
 }
 # Every golden file's forward pass runs in the default suite (issue 9's acceptance); the full-size models take
-# 5-70 s each on 2 loaded CPU cores.
+# ~3-15 CPU-s each (test_golden_parity compiles them with LLVM optimisation).
 RTOL = 1e-4
 OPTIMISED = {"xla_backend_optimization_level": 2}
 

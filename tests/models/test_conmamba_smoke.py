@@ -22,8 +22,8 @@ CONFIGS = ["conmamba_small", "conmamba_large", "conmambamamba_small", "conmambam
 # conmamba_ctc_large (CTC only, CTC beam search) run by default in tests/training/test_train_configs.py: the same
 # smoke models through the training step (forward + backward) and then validation decoding with the config's
 # search. The two large ones differ from their small counterparts only in what is tested on its own: label
-# smoothing (tests/training/test_asr_losses.py) and a 512-point fbank (tests/layers/test_fbank.py). All five run
-# here with ``-m slow``.
+# smoothing (tests/training/test_asr_losses.py) and a 512-point fbank (tests/layers/test_fbank.py). These four
+# run here with ``-m slow``.
 SLOW = {"conmamba_large", "conmambamamba_large", "conmamba_small", "conmamba_ctc_large"}
 
 
