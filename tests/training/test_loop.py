@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import ml_collections
 import numpy as np
@@ -169,13 +170,20 @@ def test_evaluation_compiles_once_across_three_evaluations(corpus, tmp_path, mon
     assert compiles.count("eval2") == compiles.count("eval3") == 0, compiles
 
 
-def test_init_from_fine_tunes_from_checkpoint_weights(corpus, tmp_path):
+def test_init_from_fine_tunes_from_checkpoint_weights(corpus, tmp_path, monkeypatch):
     import jax
+    import optax
 
     from mamba_jax.checkpoint import load_params
+    from mamba_jax.training.resume import ConfigMismatchError
 
     src = tmp_path / "src"
-    train_and_evaluate(tiny_config(corpus, num_steps=2), src)
+    with monkeypatch.context() as m:  # the source as mamba-jax wrote it before 2026-11-30: moments per array
+        m.setattr(optax, "flatten", lambda tx: tx)
+        train_and_evaluate(tiny_config(corpus, num_steps=2), src)
+    where = re.escape(str(src))
+    with pytest.raises(ConfigMismatchError, match=rf"cannot resume {where}: .* another layout .*init_from={where}"):
+        train_and_evaluate(tiny_config(corpus, num_steps=3), src)  # resuming that layout: refused, with the way out
     dst = tmp_path / "dst"
     cfg = tiny_config(corpus, num_steps=1, init_from=str(src), checkpoint_every_steps=1, eval_every_steps=1)
     cfg.optim.lr = 0.0  # one step that cannot move the weights: they must be the source's
