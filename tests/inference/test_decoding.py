@@ -29,11 +29,19 @@ def tiny_model(request):
     return _tiny(request.param, seed=3)
 
 
+# The model's methods compiled (called eagerly, each of their ops would compile on its own, for every shape).
+_encode = nnx.jit(lambda m, x, n: m.encode(x, n))
+_ctc_logprobs = nnx.jit(lambda m, e: m.ctc_logprobs(e))
+_decode = nnx.jit(lambda m, t, e, n: m.decode(t, e, n))
+_init_state = nnx.jit(lambda m, e, n, k: m.init_decoder_state(e, n, k), static_argnums=3)
+_step = nnx.jit(lambda m, t, st, pos: m.decode_step(t, st, pos))
+
+
 def test_incremental_equals_full_recompute(tiny_model):
     model = tiny_model
     feats = jax.random.normal(jax.random.key(0), (1, 44, 80))
-    enc, _ = model.encode(feats, jnp.array([44]))
-    ctc = model.ctc_logprobs(enc)[0]
+    enc, _ = _encode(model, feats, jnp.array([44]))
+    ctc = _ctc_logprobs(model, enc)[0]
     cfg = BeamSearchConfig(beam_size=3, ctc_weight=0.4, max_decode_ratio=0.7)
     inc = joint_beam_search(model, enc, ctc, cfg, incremental=True)
     full = joint_beam_search(model, enc, ctc, cfg, incremental=False)
@@ -47,10 +55,10 @@ def test_decode_step_matches_full_decode(tiny_model):
     for model in (tiny_model,):
         enc = jax.random.normal(jax.random.key(1), (2, 9, 32))
         toks = jnp.array([[1, 5, 7, 3, 9], [1, 4, 4, 8, 10]])
-        full = model.decode(toks, enc, jnp.array([9, 9]))
-        st = model.init_decoder_state(enc, jnp.array([9, 9]), 8)
+        full = _decode(model, toks, enc, jnp.array([9, 9]))
+        st = _init_state(model, enc, jnp.array([9, 9]), 8)
         for pos in range(toks.shape[1]):
-            lp, st = model.decode_step(toks[:, pos], st, jnp.asarray(pos))
+            lp, st = _step(model, toks[:, pos], st, jnp.asarray(pos))
             np.testing.assert_allclose(lp, full[:, pos], atol=2e-4)
 
 
@@ -129,14 +137,14 @@ def test_padded_memory_decoder_state(tiny_model):
     enc = jax.random.normal(jax.random.key(2), (2, 13, 32))
     lengths = jnp.array([13, 6])
     toks = jnp.array([[1, 5, 7], [1, 4, 9]])
-    st = tiny_model.init_decoder_state(enc.at[1, 6:].set(7.0), lengths, 4)  # padding holds garbage
+    st = _init_state(tiny_model, enc.at[1, 6:].set(7.0), lengths, 4)  # padding holds garbage
     for b in range(2):
         n = int(lengths[b])
-        ref_st = tiny_model.init_decoder_state(enc[b:b + 1, :n], jnp.array([n]), 4)
+        ref_st = _init_state(tiny_model, enc[b:b + 1, :n], jnp.array([n]), 4)
         row = jax.tree.map(lambda a, b=b: a[b:b + 1], st)
         for pos in range(toks.shape[1]):
-            lp, row = tiny_model.decode_step(toks[b:b + 1, pos], row, jnp.asarray(pos))
-            ref, ref_st = tiny_model.decode_step(toks[b:b + 1, pos], ref_st, jnp.asarray(pos))
+            lp, row = _step(tiny_model, toks[b:b + 1, pos], row, jnp.asarray(pos))
+            ref, ref_st = _step(tiny_model, toks[b:b + 1, pos], ref_st, jnp.asarray(pos))
             np.testing.assert_allclose(lp, ref, atol=1e-5)
 
 

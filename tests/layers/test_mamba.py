@@ -92,7 +92,7 @@ def test_causality_exact_zero_gradient(cls):
     m = Mamba(cfg, rngs=nnx.Rngs(0)) if cls is Mamba else MambaStack(cfg, 2, norm="layer", rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (1, 12, 16))
     w = jax.random.normal(jax.random.key(1), (16,))  # a projection: a sum over a LayerNorm output is constant
-    jac = jax.jacrev(lambda v: m(v)[0] @ w)(x)[:, 0]  # [T_out, T_in, D]
+    jac = jax.jit(jax.jacrev(lambda v: m(v)[0] @ w))(x)[:, 0]  # [T_out, T_in, D]
     mag = np.abs(np.asarray(jac)).sum(-1)
     future = np.triu(np.ones((12, 12), bool), k=1)  # s > t
     assert np.all(mag[future] == 0.0)
@@ -103,8 +103,9 @@ def test_step_and_chunked_calls_equal_full_call():
     cfg = MambaConfig(d_model=16)
     stack = MambaStack(cfg, 3, norm="rms", rngs=nnx.Rngs(2))
     x = jax.random.normal(jax.random.key(3), (2, 23, 16))
-    full = stack(x)
+    full = jax.jit(lambda v: stack(v))(x)
     step = jax.jit(lambda xt, st: stack.step(xt, st))
+    chunk = jax.jit(lambda v, st: stack.call_with_state(v, st))
     states, ys = stack.init_state(2), []
     for t in range(x.shape[1]):
         y, states = step(x[:, t], states)
@@ -112,7 +113,7 @@ def test_step_and_chunked_calls_equal_full_call():
     np.testing.assert_allclose(jnp.stack(ys, 1), full, atol=1e-5, rtol=1e-5)
     states, pieces, start = stack.init_state(2), [], 0
     for size in (1, 7, 2, 13):
-        y, states = stack.call_with_state(x[:, start:start + size], states)
+        y, states = chunk(x[:, start:start + size], states)
         pieces.append(y)
         start += size
     np.testing.assert_allclose(jnp.concatenate(pieces, 1), full, atol=1e-5, rtol=1e-5)
@@ -159,11 +160,12 @@ def test_lengths_make_right_padding_inert(kind):
     valid = np.arange(13)[None, :, None] < np.asarray(lengths)[:, None, None]
     x = jnp.where(valid, jnp.concatenate([jnp.pad(r, ((0, 0), (0, 13 - r.shape[1]), (0, 0))) for r in rows]), junk)
     got = np.asarray(jax.jit(lambda v, n: m(v, n))(x, jnp.asarray(lengths, jnp.int32)))
+    plain_call = jax.jit(lambda v: m(v))
     for b, (row, n) in enumerate(zip(rows, lengths, strict=True)):
-        ref = np.asarray(m(row))[0]
+        ref = np.asarray(plain_call(row))[0]
         assert np.max(np.abs(got[b, :n] - ref)) <= 1e-5 * np.max(np.abs(ref)), (kind, n)
         assert np.all(got[b, n:] == 0.0)
     # Without lengths the padding leaks into the valid part of a bidirectional module (the test can fail).
     if kind != "mamba":
-        plain = np.asarray(m(x))
-        assert np.max(np.abs(plain[1, :5] - np.asarray(m(rows[1]))[0])) > 1e-3
+        plain = np.asarray(plain_call(x))
+        assert np.max(np.abs(plain[1, :5] - np.asarray(plain_call(rows[1]))[0])) > 1e-3
