@@ -6,7 +6,6 @@ import json
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -88,9 +87,9 @@ def test_smoke_forward_backward(name, config_loader):
     (loss, est), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, mix, ref)
     assert est.shape == (2, 2, t)
     assert np.isfinite(float(loss))
-    leaves = jax.tree.leaves(grads)
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
-    assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
+    leaves = [np.asarray(g) for g in jax.tree.leaves(grads)]  # NumPy: no device op to compile per leaf shape
+    assert all(np.isfinite(g).all() for g in leaves)
+    assert sum(float(np.abs(g).sum()) for g in leaves) > 0
 
 
 def test_summary_json_and_table(capsys):
