@@ -87,7 +87,7 @@ def test_gradients_of_every_input_float64(impl, groups):
                                   delta_softplus=True, return_last_state=True, impl=impl, chunk_size=4, **kw)
             return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.cos(h))  # a cotangent on both outputs
 
-        check_grads(f, tuple(x[k] for k in names), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+        check_grads(jax.jit(f), tuple(x[k] for k in names), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
 def test_bf16_inputs_accumulate_in_fp32():
