@@ -117,8 +117,8 @@ def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTran
 
 def _global_norm(tree) -> jax.Array:
     """The L2 norm of all of ``tree``'s entries, reduced over their concatenation: one reduction instead of one
-    per leaf (one more fused kernel for XLA to compile per leaf), and the same concatenation the optimiser makes
-    (``make_optimizer``), which XLA computes once."""
+    per leaf (each one more kernel for XLA to compile), over the same concatenation the optimiser makes of the
+    gradients (``make_optimizer``)."""
     return jnp.sqrt(jnp.sum(jnp.square(jnp.concatenate([jnp.reshape(x, -1) for x in jax.tree.leaves(tree)]))))
 
 
