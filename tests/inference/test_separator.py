@@ -190,3 +190,24 @@ def test_errors(setup):
     asr = load_config(f"{CONFIGS / 'conmamba_small.py'}:smoke")
     with pytest.raises(ValueError, match="task 'asr'.*use Transcriber"):
         Separator(None, asr)
+
+
+def test_default_window_is_the_models():
+    """Without a choice from the caller, SPMamba separates its 4 s training crops one per device call (its
+    frame attention grows with the square of the window: 20 s x 4 needed ~25 GB on CPU); the other models 20 s
+    windows, 4 per call. The caller's window, batch or None (whole signals) wins."""
+    def abstract(name: str):
+        config = load_config(str(CONFIGS / name))
+        return nnx.eval_shape(lambda: build_model(config.model, rngs=nnx.Rngs(0))), config  # no weights needed
+
+    spm, spm_config = abstract("spmamba.py")
+    sep = Separator(spm, spm_config)
+    assert (sep.chunk, sep.hop, sep.batch_size) == (4 * RATE, int(3.2 * RATE), 1)
+    sepm, sepm_config = abstract("sepmamba_s.py")
+    sep = Separator(sepm, sepm_config)
+    assert (sep.chunk, sep.hop, sep.batch_size) == (20 * RATE, 16 * RATE, 4)
+    sep = Separator(spm, spm_config, chunk_seconds=10.0, batch_size=2)
+    assert (sep.chunk, sep.batch_size) == (10 * RATE, 2)
+    assert Separator(spm, spm_config, chunk_seconds=None).chunk is None
+    with pytest.raises(ValueError, match="chunk_seconds must be a number of seconds, None or 'model'"):
+        Separator(spm, spm_config, chunk_seconds="auto")
