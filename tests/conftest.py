@@ -84,9 +84,24 @@ def _cost(item) -> float:
     return next((s for prefix, s in HEAVY.items() if item.nodeid.startswith(prefix)), 0.0)
 
 
+# Modules whose tests share an expensive module-scoped fixture (models built, references compiled): each runs on
+# one worker (an ``xdist_group``), so that the fixture is built once, not once per worker that got one of its
+# tests (two clean runs split 35-39 modules between the two workers). Mid-collection modules only: a large
+# group at the end of the run would leave one worker busy alone.
+SHARED_FIXTURE_MODULES = ("tests/inference/test_exact_separation.py", "tests/inference/test_decoding.py",
+                          "tests/inference/test_separator.py", "tests/inference/test_streaming.py",
+                          "tests/inference/test_transcriber.py", "tests/models/test_bad_inputs.py",
+                          "tests/training/test_checkpoint.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     # Most expensive first (a stable sort: the rest keep pytest's order, which groups each module's tests).
     items.sort(key=lambda item: -_cost(item))
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if module in SHARED_FIXTURE_MODULES and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(module))
     if _has_gpu():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (compiled Pallas); this machine has none")
