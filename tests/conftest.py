@@ -86,8 +86,8 @@ def _cost(item) -> float:
 
 # Modules whose tests share an expensive module-scoped fixture (models built, references compiled): each runs on
 # one worker (an ``xdist_group``), so that the fixture is built once, not once per worker that got one of its
-# tests (two clean runs split 35-39 modules between the two workers). Mid-collection modules only: a large
-# group at the end of the run would leave one worker busy alone.
+# tests (xdist hands out single tests: in two runs, 35-39 modules had tests on both workers). Mid-collection
+# modules only: a large group at the end of the run would leave one worker busy alone.
 SHARED_FIXTURE_MODULES = ("tests/inference/test_exact_separation.py", "tests/inference/test_decoding.py",
                           "tests/inference/test_separator.py", "tests/inference/test_streaming.py",
                           "tests/inference/test_transcriber.py", "tests/models/test_bad_inputs.py",
