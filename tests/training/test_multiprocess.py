@@ -59,7 +59,8 @@ def run(cmd: list[str], e: dict, timeout: int = 600) -> None:
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
 
-# The tests that compare against this run share one worker under `pytest -n 2` (so it is made once).
+# The tests that compare against this run (or the four-device run) share one worker under `pytest -n 2` (so each
+# run is made once).
 UNINTERRUPTED = pytest.mark.xdist_group("uninterrupted_run")
 
 
@@ -177,10 +178,17 @@ cp {work}/w/metrics.jsonl {tmp_path}/metrics.jsonl
     assert sorted(b) == list(range(1, 7)) and a == b  # bit-identical on CPU
 
 
+@pytest.fixture(scope="module")
+def four_devices(corpus, tmp_path_factory) -> pathlib.Path:
+    """The uninterrupted run's command on four devices of one process (the two-process run's reference too)."""
+    four = tmp_path_factory.mktemp("four") / "w"
+    run(command(corpus, four), env(4))
+    return four
+
+
 @UNINTERRUPTED
-def test_four_devices_equal_one(corpus, uninterrupted, tmp_path):
-    run(command(corpus, tmp_path / "four"), env(4))  # the uninterrupted run on four devices
-    a, b = losses(uninterrupted), losses(tmp_path / "four")
+def test_four_devices_equal_one(uninterrupted, four_devices):
+    a, b = losses(uninterrupted), losses(four_devices)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
 
@@ -191,20 +199,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process(corpus, tmp_path):
-    over = dict(num_steps=3, checkpoint_every_steps=3)
-    run(command(corpus, tmp_path / "single", **over), env(4))
+@UNINTERRUPTED  # shares the four-device run with test_four_devices_equal_one
+def test_two_processes_equal_one_process(corpus, four_devices, tmp_path):
     port = _free_port()
-    procs = [subprocess.Popen(command(corpus, tmp_path / "multi", **over), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True,
+    # The four-device run's command, checkpointed and validated only at the end (the comparison reads the last
+    # checkpoint; validation changes no parameter).
+    cmd = command(corpus, tmp_path / "multi", checkpoint_every_steps=6, eval_every_steps=6)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                                       JAX_PROCESS_ID=str(i)))
              for i in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
-    _, single, _, s1 = load_params(tmp_path / "single")
+    _, single, _, s1 = load_params(four_devices)
     _, multi, _, s2 = load_params(tmp_path / "multi")
-    assert s1 == s2 == 3
+    assert s1 == s2 == 6
     for x, y in zip(jax.tree.leaves(single), jax.tree.leaves(multi), strict=True):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
 
