@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import warnings
 
+import jax
 import jax.numpy as jnp
 import librosa
 import numpy as np
@@ -39,6 +40,10 @@ def _loaded(model_dir: str):
     return model
 
 
+# fbank compiled once per batch shape (eagerly, each of its ops would compile on its own for every new length).
+_fbank = jax.jit(fbank, static_argnums=1)
+
+
 def _reference(config, model_dir, waves: list[np.ndarray], method: str, beam_size: int | None = None):
     """Independent path: fbank of the zero-padded batch, normalised in float64 NumPy with the saved statistics,
     then decode_batch and the tokenizer."""
@@ -46,7 +51,7 @@ def _reference(config, model_dir, waves: list[np.ndarray], method: str, beam_siz
     fcfg = fbank_config_from(config.features)
     t = max(w.size for w in waves)
     batch = np.stack([np.pad(w, (0, t - w.size)) for w in waves])
-    feats = np.asarray(fbank(batch, fcfg), np.float64)
+    feats = np.asarray(_fbank(batch, fcfg), np.float64)
     frames = np.array([1 + w.size // fcfg.hop_length for w in waves])
     mean = np.asarray(model.normalizer.glob_mean[...], np.float64)
     std = np.asarray(model.normalizer.glob_std[...], np.float64)
