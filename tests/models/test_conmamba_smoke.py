@@ -18,7 +18,7 @@ from mamba_jax.models import build_model
 from mamba_jax.training.asr_losses import asr_loss, make_decoder_io
 
 CONFIGS = ["conmamba_small", "conmamba_large", "conmambamamba_small", "conmambamamba_large", "conmamba_ctc_large"]
-# All five run here with ``-m slow``; by default, their models train and decode elsewhere. conmamba_small
+# All five run only with ``-m slow`` (``pytestmark``); by default, their models train and decode elsewhere. conmamba_small
 # (Transformer decoder, joint search) and conmamba_ctc_large (CTC only, CTC beam search) run by default in
 # tests/training/test_train_configs.py: the same smoke models through the training step (forward + backward) and
 # then validation decoding with the config's search. conmambamamba_small (Mamba decoder) trains by default in
@@ -26,10 +26,10 @@ CONFIGS = ["conmamba_small", "conmamba_large", "conmambamamba_small", "conmambam
 # two training steps with finite losses, then greedy CTC, attention and joint CTC/attention beam searches). The two
 # large ones differ from their small counterparts only in what is tested on its own: label smoothing
 # (tests/training/test_asr_losses.py) and a 512-point fbank (tests/layers/test_fbank.py).
-SLOW = set(CONFIGS)
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in SLOW else ()) for n in CONFIGS])
+@pytest.mark.parametrize("name", CONFIGS)
 def test_smoke_forward_backward_decode(name):
     cfg = importlib.import_module(f"configs.{name}").get_config("smoke")
     model = build_model(cfg.model, rngs=nnx.Rngs(0))
