@@ -195,7 +195,8 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> int:
 
 def _chunk_step_sequential(h, xs, A):
     """One chunk, step by step. h: [B, G, N, Eg] (channels last: the per-step work is N vector rows of Eg
-    channels and the C contraction a sum of N rows, no dot); A: [G, N, Eg]; xs time-major chunk tensors."""
+    channels and the C contraction a sum of N rows, no dot); A: [B, G, N, Eg], already broadcast over the batch
+    (see ``_scan_jax``); xs time-major chunk tensors."""
     dt_c, dtu_c, b_c, c_c = xs  # [T, B, G, Eg], [T, B, G, Eg], [T, B, G, N], [T, B, G, N]
 
     def step(h, x):
@@ -243,7 +244,11 @@ def _scan_jax(delta, dtu, A, B, C, h0, *, chunk: int, associative: bool):
         inner = _chunk_step_associative
     else:  # the sequential loop keeps its state as [B, G, N, Eg] (measured ~2x faster per step on CPU)
         inner = _chunk_step_sequential
-        A, h0 = jnp.swapaxes(A, -1, -2), jnp.swapaxes(h0, -1, -2)
+        h0 = jnp.swapaxes(h0, -1, -2)
+        # A broadcast over the batch before the loop: the reverse loop then accumulates dA per batch row and the
+        # broadcast's transpose sums the rows once, outside the loop. With A [G, N, Eg] inside, XLA reduces over
+        # the batch in every reverse step: forward + backward 2.5x slower at B = 4 on CPU (BENCHMARKS.md).
+        A = jnp.broadcast_to(jnp.swapaxes(A, -1, -2), h0.shape)
     body = jax.checkpoint(functools.partial(inner, A=A), prevent_cse=False)
     h_last, ys = jax.lax.scan(body, h0, tuple(map(to_chunks, (delta, dtu, B, C))))
     if not associative:

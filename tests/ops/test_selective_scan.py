@@ -76,9 +76,10 @@ def test_implementations_agree_with_each_other():
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("groups", [None, 2])
 def test_gradients_of_every_input_float64(impl, groups):
-    """Reverse-mode gradients of all inputs (initial state included) against float64 finite differences."""
+    """Reverse-mode gradients of all inputs (initial state included) against float64 finite differences, over two
+    batch rows (the gradients of A, D and delta_bias sum over them)."""
     with jax.enable_x64(True):
-        x = make_inputs(7, 1, 11, 4, 3, groups, dtype=jnp.float64)
+        x = make_inputs(7, 2, 11, 4, 3, groups, dtype=jnp.float64)  # batch 2: dA sums over rows
         names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
 
         def f(*args):
