@@ -8,11 +8,15 @@ parameters concatenated into one vector (``optax.flatten``: the moments are stor
 ``schedule="plateau"`` also a ReduceLROnPlateau scale (``optax.contrib.reduce_on_plateau``) fed the
 validation loss by ``observe_validation``. Every bit of schedule state lives in ``opt_state``, so the
 checkpointed train state resumes it exactly. The schedules, of the number of updates ``n`` made so far
-(n = 0 for the first; a step whose update was skipped does not count):
+(n = 0 for the first; a step whose update was skipped does not count). With ``grad_accum = k > 1`` an update is
+every k-th micro-step (training step), so ``n`` is the micro-step count divided by k and ``warmup_steps`` counts
+updates, as the recipes' schedulers do (SpeechBrain steps its Noam scheduler only when the optimiser steps,
+xi-j/Mamba-ASR ``train_S2S.py`` ``on_fit_batch_end``); ``total_steps`` (micro-steps, ``train.num_steps``) gives
+``total_steps // k`` updates:
 
 * constant / plateau: ``lr``;
 * warmup_cosine: linear warm-up to ``lr`` at update ``warmup_steps``, then cosine to ``min_lr_ratio * lr`` at
-  ``total_steps`` (Mamba-TasNet: HF constant-with-warm-up, then CosineAnnealingLR);
+  update ``total_steps // k`` (Mamba-TasNet: HF constant-with-warm-up, then CosineAnnealingLR);
 * noam: ``lr * sqrt(w) * min(m^-0.5, m * w^-1.5)`` with ``m = n + 1`` (ConMamba; peaks at ``lr`` at m = w);
 * plateau: torch ``ReduceLROnPlateau`` (mode min, relative threshold 1e-4): the scale is multiplied by
   ``plateau_factor`` once ``plateau_patience + 1`` evaluations in a row did not improve on the best.
@@ -82,7 +86,11 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
         # (the per-array work is the same arithmetic); Adam's moments are stored as such vectors.
         return optax.flatten(optax.chain(tx, optax.scale(learning_rate)))
 
-    tx = optax.inject_hyperparams(scheduled)(learning_rate=learning_rate_schedule(opt, total_steps))
+    k = max(int(opt.grad_accum), 1)
+    per_update = learning_rate_schedule(opt, max(total_steps // k, 1))
+    # inject_hyperparams counts every micro-step; the update of micro-step n (0-based) is update n // k + 1.
+    schedule = per_update if k == 1 else (lambda n: per_update(n // k))
+    tx = optax.inject_hyperparams(scheduled)(learning_rate=schedule)
     return optax.chain(tx, _scale_by_plateau(opt) if opt.schedule == "plateau" else optax.identity())
 
 

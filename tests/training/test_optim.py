@@ -92,3 +92,23 @@ def test_clipping_and_accumulation():
     upd2, state = tx.update({"w": jnp.array([30.0, 40.0])}, state, params)
     assert float(optax.tree.norm(upd2)) > 0
     assert math.isfinite(float(optax.tree.norm(upd2)))
+
+
+def test_schedule_counts_updates_not_micro_steps():
+    """With grad_accum k the schedule advances once per update (every k-th micro-step), as SpeechBrain steps its
+    Noam scheduler only when the optimiser steps: update u gets the formula's lr at u."""
+    k, w, peak = 4, 2, 0.1
+    tx = make_optimizer(opt(name="adam", lr=peak, clip_norm=0.0, weight_decay=0.0, schedule="noam", warmup_steps=w,
+                            grad_accum=k), total_steps=100)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    grads = {"w": jnp.array([1.0, -2.0, 3.0])}
+    for u in range(1, 4):
+        for micro in range(k):
+            upd, state = tx.update(grads, state, params)
+            if micro < k - 1:
+                np.testing.assert_array_equal(upd["w"], 0.0)
+        # Adam with a constant gradient: m/sqrt(v) = sign(g) (bias-corrected), so the update is -lr_u sign(g).
+        lr = peak * w ** 0.5 * min(u ** -0.5, u * w ** -1.5)
+        np.testing.assert_allclose(upd["w"], -lr * np.sign(grads["w"]), rtol=1e-4)
+        assert float(learning_rate(state)) == pytest.approx(lr, rel=1e-5)
