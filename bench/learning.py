@@ -103,7 +103,7 @@ def separation_runs() -> None:
                                   "train.checkpoint_every_steps": 275}),
         test=separation_test, curve=("val_si_snri", "val_sdri"),
         smoke=dict(SEPARATION_SMOKE, **{"model.dim": 8, "optim.warmup_steps": 1}),
-        about="SepMamba dim 16, one block per stack (the quickstart's width), 4 x 0.5 s crops"))
+        about="SepMamba dim 16, one block per stack (the quickstart's width until 155fea0), 4 x 0.5 s crops"))
     register(Run(
         name="mambatasnet",
         config="configs/mambatasnet_s.py",

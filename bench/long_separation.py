@@ -80,7 +80,7 @@ def child(config_spec: str, mode: str, minutes: float, chunk_s: float, hop_s: fl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/sepmamba_s.py:quickstart",
-                   help="config[:arg]; random weights (default: the README quickstart SepMamba, dim 16)")
+                   help="config[:arg]; random weights (default: the README quickstart SepMamba, dim 64 at stride 8)")
     p.add_argument("--minutes", type=float, nargs="+", default=[1.0, 3.0, 10.0])
     p.add_argument("--chunk-seconds", type=float, default=10.0)
     p.add_argument("--hop-seconds", type=float, default=8.0)
