@@ -247,7 +247,8 @@ def _scan_jax(delta, dtu, A, B, C, h0, *, chunk: int, associative: bool):
         h0 = jnp.swapaxes(h0, -1, -2)
         # A broadcast over the batch before the loop: the reverse loop then accumulates dA per batch row and the
         # broadcast's transpose sums the rows once, outside the loop. With A [G, N, Eg] inside, XLA reduces over
-        # the batch in every reverse step: forward + backward 2.5x slower at B = 4 on CPU (BENCHMARKS.md).
+        # the batch in every reverse step: forward + backward up to 2.7x slower at B = 4, E >= 64 on CPU
+        # (BENCHMARKS.md, "Pure-JAX selective scan, batched backward").
         A = jnp.broadcast_to(jnp.swapaxes(A, -1, -2), h0.shape)
     body = jax.checkpoint(functools.partial(inner, A=A), prevent_cse=False)
     h_last, ys = jax.lax.scan(body, h0, tuple(map(to_chunks, (delta, dtu, B, C))))
