@@ -18,14 +18,14 @@ from mamba_jax.models import build_model
 from mamba_jax.training.asr_losses import asr_loss, make_decoder_io
 
 CONFIGS = ["conmamba_small", "conmamba_large", "conmambamamba_small", "conmambamamba_large", "conmamba_ctc_large"]
-# All five run only with ``-m slow`` (``pytestmark``); by default, their models train and decode elsewhere. conmamba_small
-# (Transformer decoder, joint search) and conmamba_ctc_large (CTC only, CTC beam search) run by default in
-# tests/training/test_train_configs.py: the same smoke models through the training step (forward + backward) and
-# then validation decoding with the config's search. conmambamamba_small (Mamba decoder) trains by default in
-# tests/test_learning.py (``bench/learning.py conmamba_mamba --smoke``: that config file with a narrower encoder,
-# two training steps with finite losses, then greedy CTC, attention and joint CTC/attention beam searches). The two
-# large ones differ from their small counterparts only in what is tested on its own: label smoothing
-# (tests/training/test_asr_losses.py) and a 512-point fbank (tests/layers/test_fbank.py).
+# All five run only with ``-m slow`` (``pytestmark``); by default, their models train and decode elsewhere.
+# conmamba_small (Transformer decoder, joint search) and conmamba_ctc_large (CTC only, CTC beam search) run by
+# default in tests/training/test_train_configs.py: the same smoke models through the training step (forward +
+# backward) and then validation decoding with the config's search. conmambamamba_small (Mamba decoder) trains by
+# default in tests/test_learning.py (``bench/learning.py conmamba_mamba --smoke``: that config file with a narrower
+# encoder, two training steps with finite losses, then greedy CTC, attention and joint CTC/attention beam
+# searches). The two large ones differ from their small counterparts only in what is tested on its own: label
+# smoothing (tests/training/test_asr_losses.py) and a 512-point fbank (tests/layers/test_fbank.py).
 pytestmark = pytest.mark.slow
 
 
