@@ -74,8 +74,14 @@ def cmd_separate(args) -> int:
 
     from mamba_jax.inference.api import estimate_paths, write_estimates
 
+    from mamba_jax.fileio import OutputError, check_writable
+
     out = _out_folder(args.out)
-    files = expand_inputs(args.inputs)
+    files = expand_inputs(args.inputs, exclude=out)  # not the estimates of an earlier run into a sub-folder
+    try:
+        check_writable(out)  # a read-only or full --out: before loading the model
+    except OutputError as e:
+        raise CliError(f"--out {e}; 0 of {len(files)} input(s) written") from e
     sep = _separator(args)
     sep.progress = sys.stderr.isatty()  # a bar for long inputs, in a terminal only
 

@@ -10,20 +10,29 @@ from collections.abc import Callable, Sequence
 from mamba_jax.cli.errors import UsageError, error, note, one_line
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[tuple[pathlib.Path, pathlib.Path]]:
+def expand_inputs(inputs: Sequence[str], exclude: pathlib.Path | None = None
+                  ) -> list[tuple[pathlib.Path, pathlib.Path]]:
     """``(file, name relative to the output folder)`` for every file argument and every audio file under a
-    folder argument (sorted; the extensions of ``mamba_jax.data.audio.AUDIO_EXTENSIONS``). A missing path or a
-    folder without audio is a ``UsageError``. Names that two inputs share (``a.wav`` and ``a.flac``, or one
+    folder argument (sorted; the extensions of ``mamba_jax.data.audio.AUDIO_EXTENSIONS``), except those under
+    the folder ``exclude`` (the output folder: a re-run must not separate its own estimates). A missing path or
+    a folder without audio is a ``UsageError``. Names that two inputs share (``a.wav`` and ``a.flac``, or one
     name given from two folders) are made unique: the extension joins the stem (``a_wav``), then a counter."""
     from mamba_jax.data.audio import AUDIO_EXTENSIONS
+
+    skip = None if exclude is None else exclude.expanduser().resolve()
+
+    def excluded(f: pathlib.Path) -> bool:
+        return skip is not None and (f.parent.resolve() / f.name).is_relative_to(skip)
 
     out = []
     for arg in inputs:
         p = pathlib.Path(arg).expanduser()
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            files = [f for f in found if not excluded(f)]
             if not files:
-                raise UsageError(f"{p}: folder holds no audio file ({', '.join(AUDIO_EXTENSIONS)})")
+                raise UsageError(f"{p}: folder holds no audio file" + (
+                    f" outside the output folder {exclude}" if found else f" ({', '.join(AUDIO_EXTENSIONS)})"))
             out.extend((f, f.relative_to(p)) for f in files)
         elif p.is_file():
             out.append((p, pathlib.Path(p.name)))
@@ -75,14 +84,22 @@ def run_files(files: list[tuple[pathlib.Path, pathlib.Path]], fn: Callable[[path
                ) -> int:
     """Applies ``fn`` to every file; bad audio and per-file errors are reported and skipped."""
     from mamba_jax.data.audio import AudioError
+    from mamba_jax.fileio import OutputError
 
     failed = []
-    for path, rel in files:
+    for i, (path, rel) in enumerate(files):
         try:
             fn(path, rel)
         except AudioError as e:
             error(one_line(e))
             failed.append(str(path))
+        except OutputError as e:  # names the output file and the OS cause; nothing of it was left behind
+            error(f"{path}: {e}")
+            failed.append(str(path))
+            if e.folder_fault:  # full, read-only or unwritable: every further write would fail the same way
+                error(f"stopped: {i + 1 - len(failed)} of {len(files)} input(s) written; the output folder "
+                      f"cannot be written to ({e.cause})")
+                return 1
         except (ValueError, OSError) as e:  # includes FileExistsError: an estimate that is already there
             error(f"{path}: {one_line(e)}")
             failed.append(str(path))

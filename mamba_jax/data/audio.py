@@ -18,6 +18,7 @@ missing corpus folder       :class:`MissingCorpusError` (see :func:`require_dir`
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import os
@@ -45,6 +46,7 @@ __all__ = [
     "load_audio",
     "require_dir",
     "resample",
+    "encode_audio",
     "validate_waveform",
     "write_audio",
 ]
@@ -269,12 +271,25 @@ def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
     return int(math.ceil(frames * target_sr / orig_sr))
 
 
-def write_audio(path: PathLike, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
-    """Write mono ``float32 [T]`` as PCM_16 (``int16(round(2**15 x))``, as wsj0-2mix) or FLAC.
-
-    The format follows the extension (``.wav`` or ``.flac``); parents are created.
-    """
-    p = pathlib.Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+def encode_audio(x: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
+    """The bytes of an audio file (``fmt`` ``"WAV"`` or ``"FLAC"``) holding mono ``float32 [T]`` as PCM_16
+    (``int16(round(2**15 x))``, as wsj0-2mix)."""
     q = np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
-    sf.write(str(p), q, sample_rate, subtype=subtype)
+    buf = io.BytesIO()
+    sf.write(buf, q, sample_rate, subtype=subtype, format=fmt)
+    return buf.getvalue()
+
+
+def write_audio(path: PathLike, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16", *,
+                fsync: bool = False) -> None:
+    """Write mono ``float32 [T]`` as PCM_16 (``int16(round(2**15 x))``, as wsj0-2mix) WAV or FLAC.
+
+    The format follows the extension (``.wav`` or ``.flac``); parents are created. The file is encoded in memory
+    and renamed into place (``mamba_jax.fileio``): a failed write leaves no file and raises
+    :class:`mamba_jax.fileio.OutputError` naming the file and the OS cause (soundfile's own writer says only
+    "System error")."""
+    from mamba_jax.fileio import write_atomic
+
+    p = pathlib.Path(path)
+    fmt = "FLAC" if p.suffix.lower() == ".flac" else "WAV"
+    write_atomic(p, encode_audio(x, sample_rate, fmt, subtype), fsync=fsync)

@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from mamba_jax.data.audio import AudioNote, audio_info, load_audio, write_audio
+from mamba_jax.data.audio import AudioNote, audio_info, encode_audio, load_audio
+from mamba_jax.fileio import write_many_atomic
 
 __all__ = ["estimate_paths", "separate_file", "write_estimates"]
 
@@ -36,7 +37,9 @@ def write_estimates(est: np.ndarray, sample_rate: int, dests: list[pathlib.Path]
                     ) -> float:
     """Writes ``est [S, T]`` to ``dests`` (16-bit WAV). Refuses (``FileExistsError``, before writing anything)
     when one exists and ``overwrite`` is False. Estimates peaking above 0.999 are scaled down together (the
-    scale-invariant training leaves their level free) so PCM_16 does not clip; returns that scale (1 if none)."""
+    scale-invariant training leaves their level free) so PCM_16 does not clip; returns that scale (1 if none).
+    Written atomically, all or none: a failed write (disk full, read-only folder) leaves none of them and raises
+    :class:`mamba_jax.fileio.OutputError` naming the file and the OS cause."""
     if len(dests) != est.shape[0]:
         raise ValueError(f"{est.shape[0]} estimates but {len(dests)} destinations")
     if not overwrite:
@@ -49,8 +52,8 @@ def write_estimates(est: np.ndarray, sample_rate: int, dests: list[pathlib.Path]
             raise NotADirectoryError(f"{d.parent} is a file, not a folder: choose another output folder")
     peak = float(np.max(np.abs(est)))
     scale = 0.999 / peak if peak > 0.999 else 1.0
-    for d, e in zip(dests, est, strict=True):
-        write_audio(d, e * scale, sample_rate)
+    # all estimates or none: each under a temporary name, renamed once every one is written
+    write_many_atomic([(d, encode_audio(e * scale, sample_rate)) for d, e in zip(dests, est, strict=True)])
     return scale
 
 

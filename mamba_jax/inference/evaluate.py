@@ -4,7 +4,9 @@ Separation (``evaluate_separation``), per test mixture of ``config.data`` (``sep
 ``data.root`` unset, the embedded synthetic corpus), full length, estimates from ``Separator.separate_batch``
 with the exact length of each mixture. Each utterance is separated whole by default, as the papers evaluate;
 ``chunk_seconds`` switches to overlap-add windows for utterances longer than it. The summary names the setting
-(``segmentation``):
+(``segmentation``). ``split="train"`` evaluates the training items as the trainer draws them with seed 0, in
+order and without speed perturbation, so the set is the same on every call: crops of ``data.segment_seconds``,
+and with dynamic mixing the mixtures of the raw-WSJ0 pool (named ``dynamic mixture <k> (seed 0)``):
 
 * ``si_snr`` / ``si_snri``: PIT SI-SNR of the estimates and its improvement over the mixture
   (``mamba_jax.metrics.separation.si_snri``);
@@ -24,7 +26,9 @@ and for separation ``spectrogram_<k>.png`` of the mixture, the references and th
 
 from __future__ import annotations
 
+import copy
 import csv
+import io
 import json
 import pathlib
 import time
@@ -36,6 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mamba_jax.data.audio import resample
+from mamba_jax.fileio import check_writable, write_atomic
 from mamba_jax.metrics.asr import corpus_cer, corpus_wer, utterance_cer, utterance_wer
 from mamba_jax.metrics.separation import pit_si_snr, sdri, si_snri
 
@@ -117,20 +122,34 @@ def plot_spectrograms(path: str | pathlib.Path, mix: np.ndarray, est: np.ndarray
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
+    write_atomic(path, buf.getvalue())  # no partial PNG on a full disk
 
 
 def _write_outputs(out_dir: pathlib.Path | None, rows: list[dict], summary: dict) -> None:
     if out_dir is None:
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
     fields = list(rows[0]) if rows else []
-    with open(out_dir / "utterances.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    table = io.StringIO(newline="")
+    w = csv.DictWriter(table, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    # each renamed into place once complete: a full disk leaves no truncated CSV or JSON (mamba_jax.fileio)
+    write_atomic(out_dir / "utterances.csv", table.getvalue())
+    write_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+
+
+def _deterministic(data: ml_collections.ConfigDict, split: str) -> ml_collections.ConfigDict:
+    """``data`` for evaluating ``split``: the training split without speed perturbation (and, called with
+    ``shuffle=False`` and seed 0, in order), so two evaluations see the same utterances."""
+    if split != "train" or not data.get("speed_perturb"):
+        return data
+    data = copy.deepcopy(data)
+    with data.unlocked():
+        data.speed_perturb = False
+    return data
 
 
 def _means(rows: list[dict], keys: Sequence[str]) -> dict[str, float]:
@@ -169,9 +188,10 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
                     f"overlap-add past {chunk_seconds} s (hop {separator.hop / rate:g} s)")
     out_dir = None if out_dir is None else pathlib.Path(out_dir)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    ds = separation_dataset(config.data, split, batch_size=1, seed=0, drop_remainder=False, num_epochs=1,
-                            with_names=True)
+        check_writable(out_dir)  # a read-only or full folder: before the first utterance
+    data = _deterministic(config.data, split)
+    ds = separation_dataset(data, split, batch_size=1, seed=0, drop_remainder=False, num_epochs=1,
+                            shuffle=False, with_names=True)
     rows: list[dict] = []
     t0 = time.perf_counter()
     with iterate(ds, max_utterances) as utterances:
@@ -182,7 +202,9 @@ def evaluate_separation(separator, config: ml_collections.ConfigDict, *, split: 
             mix = np.asarray(batch["mix"][0, :n], np.float32)
             ref = np.asarray(batch["sources"][0, :, :n], np.float32)
             est = np.asarray(separator.separate_batch(mix[None], lengths=np.array([n])))[0, :, :n]
-            row = dict(utterance=i, name=str(batch["names"][0]), seconds=round(n / rate, 4))
+            # dynamically mixed training items have no file: named by their index (seed 0, in order)
+            name = str(batch["names"][0]) if "names" in batch else f"dynamic mixture {i} (seed 0)"
+            row = dict(utterance=i, name=name, seconds=round(n / rate, 4))
             row.update(separation_metrics(est, ref, mix, rate, perceptual=perceptual))
             rows.append(row)
             bar.set_postfix(si_snri=f"{np.mean([r['si_snri'] for r in rows]):.2f}")
@@ -213,7 +235,10 @@ def evaluate_asr(transcriber, config: ml_collections.ConfigDict, *, split: str =
         raise ValueError(f"evaluate_asr needs an ASR config, got task {config.get('task')!r}")
     rate = int(config.data.sample_rate)
     out_dir = None if out_dir is None else pathlib.Path(out_dir)
-    ds = asr_dataset(config.data, split, batch_size=1, seed=0, drop_remainder=False, num_epochs=1)
+    if out_dir is not None:
+        check_writable(out_dir)
+    ds = asr_dataset(_deterministic(config.data, split), split, batch_size=1, seed=0, drop_remainder=False,
+                     num_epochs=1, shuffle=False)
     rows: list[dict] = []
     t0 = time.perf_counter()
     with iterate(ds, max_utterances) as utterances:
