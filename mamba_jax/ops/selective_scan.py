@@ -21,10 +21,11 @@ Implementations (``impl``):
 * ``"associative"``: the same chunking, with ``lax.associative_scan`` inside each chunk (O(log chunk)
   depth; the form that suits TPUs and wide CPUs).
 * ``"pallas"``: the fused Pallas GPU kernel in ``kernels/selective_scan`` (interpret mode off GPU).
-* ``"auto"``: on GPU, the fastest of the kernel's block configurations and ``"associative"``, measured once
-  per shape signature on first use and cached (``scan_autotune``: in process, and on disk when
-  ``MAMBA_JAX_SCAN_AUTOTUNE_DIR`` is set; ``MAMBA_JAX_SCAN_AUTO`` pins a candidate); ``"associative"`` on TPU;
-  ``"sequential"`` on CPU.
+* ``"auto"``: on GPU, the fastest of the kernel's block configurations and ``"associative"`` among those whose
+  outputs and gradients match ``"associative"``, checked and timed once per shape signature (length bucketed),
+  forward only where the call is not differentiated and forward + backward where it is, cached in the process
+  and on disk (``scan_autotune``; ``docs/mamba.md``, "impl='auto'"); ``"associative"`` on TPU; ``"sequential"``
+  on CPU.
 
 Sharding is explicit: ``sharding=ScanSharding(mesh, "data")`` (the trainer's, set on its model's mixers with
 ``layers.mamba.set_scan_sharding``) says that the batch rows are split over that mesh axis; the kernel then
@@ -72,61 +73,146 @@ class ScanSharding:
 
 
 def _resolve_impl(impl: str) -> str:
-    """The implementation for ``impl``; "auto" on GPU stays "auto" (measured per signature, ``_auto_gpu``)."""
+    """The implementation for ``impl``; "auto" stays "auto" where it measures (GPU, or any backend with
+    ``scan_autotune.configure(enable_on_cpu=True)``), see ``_auto_scan``."""
     if impl not in IMPLS:
         raise ValueError(f"selective_scan: impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
+        from mamba_jax.ops import scan_autotune
+
+        backend = jax.default_backend()
+        if backend == "gpu" or scan_autotune.get_tuner().enable_on_cpu:
+            return "auto"
         # Measured on CPU (BENCHMARKS.md): sequential beats associative 2x forward, 5x forward+backward.
-        return {"gpu": "auto", "tpu": "associative"}.get(jax.default_backend(), "sequential")
+        return "associative" if backend == "tpu" else "sequential"
     return impl
 
 
-def _signature(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state) -> str:
-    """Everything the candidates' speed depends on: shapes, dtypes, the optional inputs, device, jax."""
-    opt = lambda x: "-" if x is None else f"{x.dtype}"
-    dev = jax.devices()[0].device_kind
-    return (f"{dev}|jax{jax.__version__}|u{tuple(u.shape)}:{u.dtype}|A{tuple(A.shape)}|B{tuple(B.shape)}:{B.dtype}"
-            f"|D{opt(D)}|z{opt(z)}|bias{opt(delta_bias)}|h0{opt(initial_state)}|sp{int(bool(delta_softplus))}"
-            f"|last{int(bool(return_last_state))}")
+@dataclasses.dataclass(frozen=True)
+class _AutoStatic:
+    """The non-array arguments of ``_auto_scan`` (hashable: a static argument of the custom_vjp)."""
+
+    delta_softplus: bool
+    return_last_state: bool
+    sharding: ScanSharding | None
 
 
-def _auto_gpu(args: tuple, kwargs: dict, sharding: ScanSharding | None):
-    """(impl, block_config) for ``impl="auto"`` on GPU: measured once per signature (see ``scan_autotune``)."""
+_INPUTS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
+
+
+def _run_candidate(cand, st: _AutoStatic, xs: tuple, sharding: ScanSharding | None):
+    """``selective_scan`` with the candidate's implementation (``xs`` in ``_INPUTS`` order)."""
+    u, delta, A, B, C, D, z, delta_bias, initial_state = xs
+    if cand.fn is not None:
+        return cand.fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus=st.delta_softplus,
+                       return_last_state=st.return_last_state, initial_state=initial_state)
+    if cand.impl == "pallas":
+        return _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, st.delta_softplus, st.return_last_state,
+                                     initial_state, cand.block_config, sharding)
+    return selective_scan(u, delta, A, B, C, D, z, delta_bias, st.delta_softplus, st.return_last_state,
+                          initial_state, impl=cand.impl)
+
+
+class _AutoBench:
+    """Random inputs of one signature at the bucket's measured length (``scan_autotune.Bench``): per-device
+    shapes under a ``ScanSharding``, the global shapes without one (see ``_auto_bench``)."""
+
+    def __init__(self, xs: tuple, st: _AutoStatic):
+        from mamba_jax.ops import scan_autotune
+
+        u, _, A, B = xs[:4]
+        n = 1 if st.sharding is None else st.sharding.size
+        rows = u.shape[0] // n if n > 1 and u.shape[0] % n == 0 else u.shape[0]
+        self.length = scan_autotune.measured_length(u.shape[1])
+
+        def local(name, x):
+            if x is None:
+                return None
+            if name in ("u", "delta", "B", "C", "z"):  # [B, L, ...]
+                return (rows, self.length) + tuple(x.shape[2:]), x.dtype
+            if name == "initial_state":  # [B, E, N]
+                return (rows,) + tuple(x.shape[1:]), x.dtype
+            return tuple(x.shape), x.dtype
+
+        self.shapes = tuple(map(local, _INPUTS, xs))
+        self.static = dataclasses.replace(st, sharding=None)
+        self.dtype = jnp.dtype(u.dtype).name
+        opt = lambda x: "-" if x is None else jnp.dtype(x.dtype).name
+        self.signature = (f"u({rows},L<={scan_autotune.length_bucket(u.shape[1])},{u.shape[2]}):{self.dtype}"
+                          f"|A{tuple(A.shape)}:{opt(A)}|B{self.shapes[3][0][2:]}:{opt(B)}|delta:{opt(xs[1])}"
+                          f"|D:{opt(xs[5])}|z:{opt(xs[6])}|bias:{opt(xs[7])}|h0:{opt(xs[8])}"
+                          f"|sp{int(st.delta_softplus)}|last{int(st.return_last_state)}")
+        self._inputs = None
+        self._fns: dict = {}
+
+    def _make_inputs(self):
+        # The scan suite's input distributions (A negative, delta around softplus' range), and random cotangents.
+        keys = iter(jax.random.split(jax.random.key(0), 2 * len(_INPUTS) + 2))
+        scale = dict(delta=0.5, A=0.5, delta_bias=0.3)
+        xs = []
+        for name, sd in zip(_INPUTS, self.shapes):
+            x = None if sd is None else (scale.get(name, 1.0) * jax.random.normal(next(keys), sd[0])).astype(sd[1])
+            xs.append(-jnp.exp(x) if name == "A" and x is not None else x)
+        out = jax.eval_shape(lambda *a: _run_candidate(self._ref(), self.static, a, None), *xs)
+        cts = jax.tree.map(lambda o: jax.random.normal(next(keys), o.shape, o.dtype), out)
+        return tuple(xs), cts
+
+    @staticmethod
+    def _ref():
+        from mamba_jax.ops import scan_autotune
+
+        return scan_autotune.REFERENCE
+
+    def run(self, cand, mode: str):
+        """A callable running ``cand`` once, blocking: {"out", "last_state"} (+ {"d<input>"} for "fwd+bwd")."""
+        if self._inputs is None:
+            self._inputs = self._make_inputs()
+        xs, cts = self._inputs
+        key = (cand, mode)
+        if key not in self._fns:
+            f = lambda *a: _run_candidate(cand, self.static, a, None)
+
+            def named(out):
+                return dict(zip(("out", "last_state"), out)) if self.static.return_last_state else {"out": out}
+
+            if mode == "fwd":
+                self._fns[key] = jax.jit(lambda xs: named(f(*xs)))
+            else:
+                def fwd_bwd(xs, cts):
+                    out, vjp = jax.vjp(f, *xs)
+                    grads = {f"d{k}": g for k, g in zip(_INPUTS, vjp(cts)) if g is not None}
+                    return {**named(out), **grads}
+
+                self._fns[key] = jax.jit(fwd_bwd)
+        fn = self._fns[key]
+        return (lambda: jax.block_until_ready(fn(xs))) if mode == "fwd" else (
+            lambda: jax.block_until_ready(fn(xs, cts)))
+
+
+def _auto_choice(st: _AutoStatic, xs: tuple, mode: str):
     from mamba_jax.ops import scan_autotune
 
-    u, delta, A, B, C, D, z, delta_bias, initial_state = args
-    # Data-parallel, each device scans B / n rows (see _pallas_data_parallel): measure that.
-    n = 1 if sharding is None else sharding.size
-    if n > 1 and u.shape[0] % n == 0:
-        local = lambda x: None if x is None else jax.ShapeDtypeStruct((x.shape[0] // n,) + x.shape[1:], x.dtype)
-        u, delta, B, C, z, initial_state = map(local, (u, delta, B, C, z, initial_state))
-    sig = _signature(u, delta, A, B, C, D, z, delta_bias, kwargs["delta_softplus"], kwargs["return_last_state"],
-                     initial_state)
+    return scan_autotune.get_tuner().choose(_AutoBench(xs, st), mode)
 
-    def make_call(cand):
-        # Random inputs of the signature (A negative, delta around softplus' range), forward + backward.
-        key = iter(jax.random.split(jax.random.key(0), 16))
-        like = lambda x, scale=1.0: None if x is None else (
-            scale * jax.random.normal(next(key), x.shape, jnp.float32)).astype(x.dtype)
-        xs = [like(u), like(delta, 0.5), -jnp.exp(like(A, 0.5)), like(B), like(C), like(D), like(z),
-              like(delta_bias, 0.3), like(initial_state)]
-        diff = [i for i, x in enumerate(xs) if x is not None]
 
-        def loss(*dx):
-            full = list(xs)
-            for i, x in zip(diff, dx):
-                full[i] = x
-            out = selective_scan(*full[:8], **kwargs, initial_state=full[8], impl=cand.impl,
-                                 _block_config=cand.block_config)
-            out = out[0] if kwargs["return_last_state"] else out
-            return jnp.sum(out.astype(jnp.float32))
+# ``impl="auto"`` as a custom_vjp so that the choice knows whether the call is differentiated: the primal rule
+# is traced only when it is not (inference: the forward-only winner), the fwd rule only under differentiation
+# (training: the forward+backward winner), whose backward is the chosen candidate's own.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _auto_scan(st: _AutoStatic, *xs):
+    return _run_candidate(_auto_choice(st, xs, "fwd"), st, xs, st.sharding)
 
-        step = jax.jit(jax.grad(loss, argnums=tuple(range(len(diff)))))
-        dx = [xs[i] for i in diff]
-        return lambda: jax.block_until_ready(step(*dx))
 
-    cand = scan_autotune.get_tuner().choose(sig, make_call)
-    return cand.impl, cand.block_config
+def _auto_scan_fwd(st: _AutoStatic, *xs):
+    cand = _auto_choice(st, xs, "fwd+bwd")
+    return jax.vjp(lambda *a: _run_candidate(cand, st, a, st.sharding), *xs)
+
+
+def _auto_scan_bwd(st: _AutoStatic, vjp, ct):
+    return vjp(ct)
+
+
+_auto_scan.defvjp(_auto_scan_fwd, _auto_scan_bwd)
 
 
 def _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state,
@@ -285,9 +371,8 @@ def selective_scan(
     g = _check_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
     impl = _resolve_impl(impl)
     if impl == "auto":
-        impl, _block_config = _auto_gpu((u, delta, A, B, C, D, z, delta_bias, initial_state),
-                                        dict(delta_softplus=delta_softplus, return_last_state=return_last_state),
-                                        sharding)
+        return _auto_scan(_AutoStatic(bool(delta_softplus), bool(return_last_state), sharding), u, delta, A, B, C,
+                          D, z, delta_bias, initial_state)
     if impl == "pallas":
         return _pallas_data_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                      initial_state, _block_config, sharding)
