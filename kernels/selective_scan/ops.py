@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from . import kernel as K
 from .config import BlockConfig
+from .linrec import combine
 
 f32 = jnp.float32
 LOG2E = math.log2(math.e)
@@ -73,12 +74,13 @@ def _forward(s: _Static, u, delta, A, B, C, D, bias, h0, z, save_states):
         zeros = jnp.zeros((bsz, nc, n, e), f32)
         h_end, dtsum = K.scan_fwd(u, delta, At, B, C, D, bias, zeros, z, write_y=False, save_states=False, **kw)
 
-        def step(h, x):  # start state of chunk c+1 from that of chunk c
-            he, ds = x
-            return _exp2_decay(At, ds) * h + he, h
-
-        _, starts = jax.lax.scan(step, h0t, (jnp.moveaxis(h_end, 1, 0), jnp.moveaxis(dtsum, 1, 0)))
-        h_in = jnp.moveaxis(starts, 0, 1)  # [B, NC, N, E]
+        # Log-depth combine of the chunks' affine maps h -> a_c h + h_end_c (a_c: the chunk's total decay), so
+        # the lowered program has no sequential loop over chunks (each XLA while step costs a launch and a
+        # sync on a GPU). H_c + P_c h0 is the state at the end of chunk c; chunk c starts from that of c - 1.
+        decay = jnp.exp2(At[None, None] * dtsum[:, :, None, :])  # [B, NC, N, E]
+        prod, ends = jax.lax.associative_scan(combine, (decay, h_end), axis=1)
+        ends = ends + prod * h0t[:, None]
+        h_in = jnp.concatenate([h0t[:, None], ends[:, :-1]], axis=1)  # [B, NC, N, E]
     else:
         h_in = h0t[:, None]
     outs = K.scan_fwd(u, delta, At, B, C, D, bias, h_in, z, write_y=True, save_states=save_states, **kw)
@@ -116,13 +118,12 @@ def _scan_bwd(s, res, cts):
         zeros = jnp.zeros((bsz, nc, n, e), f32)
         g_loc, dtsum = K.scan_bwd(u, delta, At, B, C, D, bias, hs, z, dout, zeros, carry_only=True, **kw)
 
-        def step(gn, x):  # gradient at the end of chunk c-1 (= start of chunk c) from that at the end of c
-            gl, ds = x
-            return gl + _exp2_decay(At, ds) * gn, gn
-
-        xs = (jnp.moveaxis(g_loc, 1, 0), jnp.moveaxis(dtsum, 1, 0))
-        _, g_ends = jax.lax.scan(step, dlast_t, xs, reverse=True)
-        g_end = jnp.moveaxis(g_ends, 0, 1)  # [B, NC, N, E]
+        # The same log-depth combine in reverse: the gradient at chunk c's start from that at its end is
+        # g -> a_c g + g_loc_c (a_c from the chunk's delta shifted by one step); chunk c - 1 ends where c starts.
+        decay = jnp.exp2(At[None, None] * dtsum[:, :, None, :])  # [B, NC, N, E]
+        prod, starts = jax.lax.associative_scan(combine, (decay, g_loc), axis=1, reverse=True)
+        starts = starts + prod * dlast_t[:, None]
+        g_end = jnp.concatenate([starts[:, 1:], dlast_t[:, None]], axis=1)  # [B, NC, N, E]
     else:
         g_end = dlast_t[:, None]
     du, ddelta, dz, db, dc, da_p, dd_p, dbias_p, g_start = K.scan_bwd(

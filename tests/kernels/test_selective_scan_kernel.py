@@ -391,6 +391,34 @@ def test_softplus_accurate_from_minus_30_to_30():
     assert rel(ddelta, want_sig) < 1e-6, rel(ddelta, want_sig)
 
 
+@pytest.mark.parametrize("shape", [(1, 16000, 128, 16), (1, 4000, 1024, 16)], ids=lambda s: "x".join(map(str, s)))
+def test_chunk_combine_has_no_while_loop(shape):
+    """The chunk boundary states (forward) and state gradients (backward) are combined in log depth: the
+    lowered CUDA program of the forward and of forward + backward has no XLA while loop at SepMamba's first
+    U-Net level and at (1, 4000, 1024), where the time chunks number 125 and 16."""
+    b, l, e, n = shape
+    f32 = jnp.float32
+    sd = jax.ShapeDtypeStruct
+    spec = dict(u=sd((b, l, e), f32), delta=sd((b, l, e), f32), A=sd((e, n), f32), B=sd((b, l, n), f32),
+                C=sd((b, l, n), f32), z=sd((b, l, e), f32), D=sd((e,), f32), delta_bias=sd((e,), f32))
+
+    def fwd(x):
+        return kernel_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], D=x["D"], z=x["z"],
+                           delta_bias=x["delta_bias"], delta_softplus=True, return_last_state=True,
+                           interpret=False)
+
+    def fwd_bwd(x):
+        outs, vjp = jax.vjp(fwd, x)
+        return vjp(jax.tree.map(jnp.ones_like, outs))
+
+    txt_f = _cuda_lowering_text(fwd, spec)
+    txt_b = _cuda_lowering_text(fwd_bwd, spec)
+    for txt in (txt_f, txt_b):
+        assert "selective_scan_fwd_chunk_states" in txt  # time chunks are on at these shapes
+        assert "stablehlo.while" not in txt
+    assert "selective_scan_bwd_chunk_carry" in txt_b
+
+
 def test_backward_gets_separate_db_dc_buffers():
     """The dB and dC accumulators are two zero-filled buffers, each aliased to its own output: no kernel call
     in the lowered forward + backward takes the same value twice (which left correctness to XLA's copies)."""
