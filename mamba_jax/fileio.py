@@ -15,10 +15,11 @@ import contextlib
 import errno
 import os
 import pathlib
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 
-__all__ = ["OutputError", "atomic_dir", "check_writable", "output_error", "write_atomic", "write_many_atomic"]
+__all__ = ["OutputError", "atomic_dir", "check_space", "check_writable", "output_error", "write_atomic", "write_many_atomic"]
 
 PathLike = str | os.PathLike
 
@@ -46,6 +47,11 @@ def _cause(exc: BaseException | None, folder: pathlib.Path) -> tuple[int | None,
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno:
             return seen.errno, os.strerror(seen.errno)
+        # tensorstore (orbax): "... No space left on device [os_error_code='28']"
+        m = re.search(r"os_error_code='?(\d+)|\[Errno (\d+)\]", str(seen))
+        if m:
+            code = int(m.group(1) or m.group(2))
+            return code, os.strerror(code)
         seen = seen.__cause__ or seen.__context__
     probe = folder
     while not probe.exists() and probe != probe.parent:
@@ -140,6 +146,19 @@ def check_writable(folder: PathLike) -> None:
         raise err from e
     finally:
         _unlink_quietly(probe)
+
+
+def check_space(folder: PathLike, nbytes: int) -> None:
+    """Raises :class:`OutputError` (No space left on device) when the file system of ``folder`` has less than
+    ``nbytes`` free for this user. For writers that report a full disk badly (orbax: hundreds of lines of
+    tracebacks from its background threads), so the common case is refused before they start."""
+    p = pathlib.Path(folder)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    st = os.statvfs(p)
+    if st.f_bavail * st.f_frsize < nbytes:
+        raise OutputError(folder, errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: {nbytes / 2**20:.1f} MiB needed, "
+                          f"{st.f_bavail * st.f_frsize / 2**20:.1f} MiB free", folder_fault=True)
 
 
 @contextlib.contextmanager

@@ -48,6 +48,10 @@ def _transcriber(args, config=None):
 
     if config is None:
         config = _checkpoint_config(args.checkpoint, "asr", args.command)
+    if getattr(args, "method", None) == "joint" and config.model.get("decoder", "transformer") == "none":
+        # once, before loading anything: the same for every file
+        raise UsageError(f"--method joint needs an attention decoder, but {args.checkpoint} is a CTC-only model "
+                         f"(decoder 'none'): use --method ctc_beam or ctc_greedy")
     try:
         tok = args.tokenizer or find_tokenizer(args.checkpoint, config)
     except FileNotFoundError as e:
@@ -104,6 +108,34 @@ def cmd_separate(args) -> int:
         print(f"{path}\t" + "\t".join(map(str, dests)), flush=True)
 
     return run_files(files, one)
+
+
+def cmd_configs(args) -> int:
+    """Lists ``configs/NAME.py`` with the first line of each module docstring (read, not imported)."""
+    import ast
+
+    if args.folder is not None:
+        folder = pathlib.Path(args.folder).expanduser()
+        if not folder.is_dir():
+            raise UsageError(f"--folder {args.folder}: no such folder")
+    else:
+        here = pathlib.Path("configs")
+        checkout = pathlib.Path(__file__).resolve().parents[2] / "configs"  # an editable install's checkout
+        folder = here if here.is_dir() else checkout
+        if not folder.is_dir():
+            raise CliError("no configs/ folder here or in the installed checkout: run from the repository root "
+                           "(git clone ... && cd mamba-jax), or pass --folder DIR")
+    files = sorted(f for f in folder.glob("*.py") if not f.name.startswith("_"))
+    if not files:
+        raise CliError(f"{folder} holds no config (NAME.py)")
+    width = max(len(str(f)) for f in files)
+    for f in files:
+        try:
+            doc = ast.get_docstring(ast.parse(f.read_text(encoding="utf-8"))) or ""
+        except (OSError, SyntaxError, ValueError) as e:
+            doc = f"(unreadable: {one_line(e)})"
+        print(f"{str(f):<{width}}  {doc.strip().splitlines()[0] if doc.strip() else '(no description)'}")
+    return 0
 
 
 def cmd_transcribe(args) -> int:
@@ -191,16 +223,20 @@ def _load_config(spec: str):
 
 
 def cmd_convert(args) -> int:
-    from mamba_jax.convert import convert_checkpoint
+    from mamba_jax.convert import convert_checkpoint, existing_checkpoints
 
     torch_ckpt = pathlib.Path(args.torch_checkpoint)
     if not torch_ckpt.exists():
         raise CliError(f"{torch_ckpt}: no such file or folder (the PyTorch checkpoint, or a SpeechBrain CKPT+ "
                        f"folder, to convert)")
     out = _out_folder(args.out)
+    held = existing_checkpoints(out.absolute() / "checkpoints")
+    if held and not args.overwrite:  # orbax would keep the old step 0 and write nothing
+        raise UsageError(f"--out {args.out} already holds {held} (separate/transcribe would use them): pass "
+                         f"--overwrite to replace them, or choose another --out")
     config = _load_config(args.config)
     try:
-        result = convert_checkpoint(config, torch_ckpt, out)
+        result = convert_checkpoint(config, torch_ckpt, out, overwrite=args.overwrite)
     except ValueError as e:  # keys/shapes that do not fit: the message lists them all, one per line
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
         if "does not fit" not in lines[0]:

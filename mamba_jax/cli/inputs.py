@@ -69,7 +69,10 @@ def _unique_names(files: list[tuple[pathlib.Path, pathlib.Path]]) -> list[tuple[
 
 
 def load_input(path: pathlib.Path):
-    """``(mono float32 [T], sample rate)`` of ``path``; downmix warnings become notes."""
+    """``(mono float32 [T], sample rate)`` of ``path``; downmix warnings become notes; NaN or infinite samples
+    are a ``ValueError``."""
+    import numpy as np
+
     from mamba_jax.data.audio import audio_info, load_audio
 
     with warnings.catch_warnings(record=True) as caught:
@@ -77,6 +80,9 @@ def load_input(path: pathlib.Path):
         wave = load_audio(path, None, on_stereo="downmix")
     for w in caught:
         note(str(w.message))
+    if not np.all(np.isfinite(wave)):  # a float WAV/FLAC can hold them; say so here, naming the file
+        raise ValueError(f"the audio holds NaN or infinite samples ({int(np.sum(~np.isfinite(wave)))} of "
+                         f"{wave.size}): a float file with invalid values; fix or re-export it")
     return wave, audio_info(path)[1]
 
 

@@ -9,7 +9,8 @@ One module per model family, ``mamba_jax.convert.<model_cfg.name>``, exposes
   whose keys are prefixed with the file's stem, or ``read(path) -> state_dict`` for its own file layout.
 
 ``convert_checkpoint`` reads a checkpoint (torch zip format, weights only, no torch needed), converts it
-and writes it with ``mamba_jax.checkpoint.save_params``, so ``load_params``/``load_model``, the inference
+and writes it with ``mamba_jax.checkpoint.save_params`` (into a temporary folder renamed into place; an
+existing ``checkpoints/`` is refused unless ``overwrite``), so ``load_params``/``load_model``, the inference
 classes and ``train.py`` fine-tuning read it like any of our checkpoints.
 """
 
@@ -17,14 +18,17 @@ from __future__ import annotations
 
 import importlib
 import pathlib
+import shutil
 from types import ModuleType
 
+import jax
 import numpy as np
 
 from mamba_jax.convert import torch_zip
 from mamba_jax.convert.common import ConversionError, StateDictMapper, strip_prefix
 
-__all__ = ["ConversionError", "StateDictMapper", "convert_checkpoint", "convert_state_dict", "read_state_dict"]
+__all__ = ["ConversionError", "StateDictMapper", "convert_checkpoint", "convert_state_dict", "existing_checkpoints",
+           "read_state_dict"]
 
 # Wrappers around a model's state_dict in the original training code: Lightning / look2hear
 # (``state_dict``), SepMamba's MetricLogger (``model_state_dict``).
@@ -96,15 +100,47 @@ def read_state_dict(path: str | pathlib.Path, model_cfg) -> dict[str, np.ndarray
     return out
 
 
-def convert_checkpoint(config, torch_checkpoint: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
+def convert_checkpoint(config, torch_checkpoint: str | pathlib.Path, out_dir: str | pathlib.Path, *,
+                       overwrite: bool = False) -> pathlib.Path:
     """Reads the original checkpoint ``torch_checkpoint``, converts it for ``config.model`` and writes
     ``<out_dir>/checkpoints/0/`` with ``save_params`` (``config`` is the full experiment ConfigDict that goes
-    with the weights). Returns the step directory."""
-    from mamba_jax.checkpoint import save_params
+    with the weights). Returns the step directory.
 
+    A ``<out_dir>/checkpoints/`` that already holds anything (an earlier conversion, a training run) is refused
+    with ``FileExistsError`` before reading, unless ``overwrite``: then it is replaced as a whole, so no older
+    or later step stays beside the new weights. The folder is written under a temporary name beside it and
+    renamed into place: a failed write (disk full, read-only) leaves the old one, or none, and raises
+    :class:`mamba_jax.fileio.OutputError` naming the folder and the OS cause."""
+    from mamba_jax.checkpoint import save_params
+    from mamba_jax.fileio import atomic_dir, check_space, check_writable
+
+    dest = pathlib.Path(out_dir).absolute() / "checkpoints"
+    held = existing_checkpoints(dest)
+    if held and not overwrite:
+        raise FileExistsError(f"{dest} already holds {held}: pass --overwrite (overwrite=True) to replace them, "
+                              f"or choose another output folder")
     state_dict = read_state_dict(torch_checkpoint, config.model)
     try:
         params, rest = convert_state_dict(state_dict, config.model)
     except ConversionError as err:
         raise ConversionError(f"{torch_checkpoint}: {err}") from None
-    return save_params(out_dir, params, rest, config, step=0)
+    check_writable(dest.parent)  # read-only or unwritable: one line now, not orbax's tracebacks
+    nbytes = sum(np.asarray(v).nbytes for v in jax.tree_util.tree_leaves((params, rest)))
+    check_space(dest.parent, nbytes + 2**20)  # + orbax's metadata
+    with atomic_dir(dest, replace=True) as tmp:
+        step_dir = save_params(tmp / "work", params, rest, config, step=0)  # <tmp>/work/checkpoints/0
+        step_dir.rename(tmp / step_dir.name)
+        shutil.rmtree(tmp / "work")
+    return dest / "0"
+
+
+def existing_checkpoints(folder: pathlib.Path) -> str:
+    """What ``folder`` (a ``checkpoints/`` folder) holds, in words (``"checkpoints of steps 0, 5"``); '' when
+    it is missing or empty."""
+    if not folder.is_dir():
+        return "" if not folder.exists() else "a file of that name"
+    entries = sorted(folder.iterdir())
+    steps = sorted(int(e.name) for e in entries if e.name.isdigit())
+    if steps:
+        return f"checkpoints of step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))}"
+    return f"{len(entries)} other entr{'ies' if len(entries) > 1 else 'y'}" if entries else ""
