@@ -23,6 +23,10 @@ def test_notebooks_present_and_stripped():
             assert c.outputs == [] and c.execution_count is None, f"{path.name}: outputs not stripped"
             assert "from tests" not in c.source and "import tests" not in c.source, path.name
         assert any("MAMBA_JAX_NOTEBOOK_SMOKE" in c.source for c in code), f"{path.name}: no SMOKE parameter"
+    # One install cell (tests/test_notebook_install.py runs it in a fresh venv): a fix to one must reach them all.
+    installs = {p.name: next(c for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code").source
+                for p in NOTEBOOKS}
+    assert len(set(installs.values())) == 1, f"install cells differ: {sorted(installs)}"
 
 
 # Runs by default (issue 8: the notebooks run in the test suite): each trains a smoke model for two steps in a
