@@ -102,7 +102,11 @@ def cmd_separate(args) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*resampl.*")  # noted above
             est = np.asarray(sep.separate(wave, rate))  # [S, T] at the input's rate
-        scale = write_estimates(est, rate, dests, overwrite=args.overwrite)
+        try:
+            scale = write_estimates(est, rate, dests, overwrite=args.overwrite)
+        except OutputError as e:
+            e.folder_fault = _out_fault(e, out)
+            raise
         if scale != 1.0:  # scale-invariant training leaves the level free: avoid clipping in PCM_16
             note(f"{path}: estimates peaked at {0.999 / scale:.2f}; scaled by {scale:.3f} to avoid clipping")
         print(f"{path}\t" + "\t".join(map(str, dests)), flush=True)
@@ -136,6 +140,28 @@ def cmd_configs(args) -> int:
             doc = f"(unreadable: {one_line(e)})"
         print(f"{str(f):<{width}}  {doc.strip().splitlines()[0] if doc.strip() else '(no description)'}")
     return 0
+
+
+def _out_fault(e, out: pathlib.Path) -> bool:
+    """Whether the failed write ``e`` (an ``OutputError``) is a fault of the output folder ``out`` itself (the
+    batch stops) rather than of one file or sub-folder (the batch goes on): ``out``'s file system is full, or
+    ``out`` cannot be written to any more."""
+    import errno
+
+    from mamba_jax.fileio import OutputError, check_writable
+
+    def device(p: pathlib.Path) -> int:
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        return p.stat().st_dev
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and device(pathlib.Path(e.path).parent) == device(out):
+        return True
+    try:
+        check_writable(out)
+    except OutputError:
+        return True
+    return False
 
 
 def cmd_transcribe(args) -> int:
