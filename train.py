@@ -8,11 +8,17 @@ write a checkpoint of the current step). Overrides are type-checked and unknown 
 (``lock_config``). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
 mamba_jax/training/distributed.py).
 
-Errors in the command line (a missing config file, a mistyped or ill-typed override, a bad ``:ARG``) and in
-the data setup (a missing corpus folder) are one line on stderr naming the setting, exit status 2 (usage) or 1;
-so are a non-finite loss, a failed checkpoint save (e.g. disk full) and a resume with a changed model config.
-``--verbose`` (or ``MAMBA_JAX_VERBOSE=1``) shows the traceback. Nothing is created in ``--workdir`` before the
-config has loaded.
+Errors are one line on stderr naming the setting or path and the cause. Exit status 2 (usage): a missing
+config file, a mistyped or ill-typed override (the line lists the fields of that config block), a bad ``:ARG``,
+an out-of-range value (``num_steps=-5``, ``optim.lr=-1``, ``batch_size=0``: one line each,
+``mamba_jax/training/validate.py``), a ``--workdir`` that is a file, a ``train.init_from`` that is missing,
+unreadable or of another model. Exit status 1: a missing corpus folder, a read-only ``--workdir``, a workdir in
+use by another ``train.py`` (a lock held for the life of the run, released when it exits however it exits; the
+line names the holder's pid), a non-finite loss, a failed checkpoint save (e.g. disk full), a workdir whose
+checkpoints all fail to read, and a resume with a changed model config. A latest checkpoint that cannot be read
+(a truncated file) is passed over for the newest one that can, with one warning line. ``--verbose`` (or
+``MAMBA_JAX_VERBOSE=1``) shows the traceback. Nothing is created in ``--workdir`` before the config has loaded
+and its values are checked.
 """
 
 from __future__ import annotations
@@ -49,8 +55,31 @@ def _config_arg(argv: list[str]) -> str | None:
     return None
 
 
+def _fields_of(argv: list[str], flag: str | None) -> str:
+    """``the fields of config.train: a, b, ...`` for the block a ``--config.train.x`` flag names (the top-level
+    blocks when the block itself is unknown); empty when the config cannot be loaded."""
+    from mamba_jax.config import load_config
+
+    spec = _config_arg(argv)
+    try:
+        node = load_config(spec) if spec else None
+    except Exception:  # noqa: BLE001 - the pointer is a courtesy; the error line stands without it
+        return ""
+    if node is None:
+        return ""
+    path = (flag or "").removeprefix("--config.").split(".")[:-1]
+    where = "config"
+    for part in path:
+        if not hasattr(node, "keys") or part not in node:
+            break
+        node, where = node[part], f"{where}.{part}"
+    names = sorted(node.keys()) if hasattr(node, "keys") else []
+    return f" (the fields of {where}: {', '.join(names)})" if names else ""
+
+
 def _override_problem(argv: list[str], e: BaseException) -> str:
-    """One line for a failed ``--config.a.b=v``: the flag, the unknown field and ml_collections' suggestion."""
+    """One line for a failed ``--config.a.b=v``: the flag, the unknown field and ml_collections' suggestion,
+    and the fields the flag's config block has."""
     text = str(e).replace("\\n", "\n").replace("\\'", "'")
     field = re.search(r"'([^'\n]+)'", text)
     suggestion = re.search(r'Did you mean "([^"]+)"', text)
@@ -62,7 +91,7 @@ def _override_problem(argv: list[str], e: BaseException) -> str:
     if suggestion:
         fixed = re.sub(rf"\.{re.escape(name)}(\.|$)", rf".{suggestion.group(1)}\1", flag, count=1) if flag else None
         msg += f"; did you mean {fixed or suggestion.group(1)}?"
-    return msg + " (`python train.py --config CONFIG --helpfull` lists every field)"
+    return msg + _fields_of(argv, flag)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -88,7 +117,33 @@ def parse_flags(argv: list[str]) -> list[str]:
         _fail(lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}", 2, verbose)
     except OSError as e:
         _fail(f"--config: {one_line(e)}", 2, verbose)
+    _check_values()
     return rest
+
+
+def _check_values() -> None:
+    """Exit 2 with one line per out-of-range config value, or for a ``--workdir`` that is a file, before
+    anything is created."""
+    from mamba_jax.training.validate import config_problems
+    from mamba_jax.training.workdir import workdir_problem
+
+    problems = [f"--config.{p}" for p in config_problems(_CONFIG.value)] if _CONFIG.value is not None else []
+    if _WORKDIR.value is not None and (problem := workdir_problem(_WORKDIR.value)):
+        problems.append(f"--workdir {_WORKDIR.value} {problem}")
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr, flush=True)
+    if problems:
+        sys.exit(2)
+
+
+def _interrupted_message(workdir) -> str:
+    """What re-running does after a Ctrl-C that stopped the run without its own checkpoint."""
+    ckpts = workdir / "checkpoints"
+    steps = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) if ckpts.is_dir() else []
+    if not steps:
+        return "interrupted (Ctrl-C) before the first checkpoint was written; re-running the same command starts " \
+               "from step 0"
+    return f"interrupted (Ctrl-C); re-running the same command resumes from step {steps[-1]} (the last checkpoint)"
 
 
 def main(argv: list[str]) -> None:
@@ -102,10 +157,12 @@ def main(argv: list[str]) -> None:
     verbose = flags.FLAGS.verbose or verbose_requested([])
     import pathlib
 
-    from mamba_jax.checkpoint import CheckpointSaveError
+    from mamba_jax.checkpoint import CheckpointReadError, CheckpointSaveError
     from mamba_jax.data.audio import AudioError
     from mamba_jax.training.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
-    from mamba_jax.training.resume import ConfigMismatchError
+    from mamba_jax.training.resume import ConfigMismatchError, InitFromError
+    from mamba_jax.training.validate import ConfigValueError
+    from mamba_jax.training.workdir import WorkdirError
 
     workdir = pathlib.Path(_WORKDIR.value)
     fresh = not workdir.exists()
@@ -117,15 +174,18 @@ def main(argv: list[str]) -> None:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the training loop installed its handler
         if verbose:
             traceback.print_exc()
-        print("error: interrupted (Ctrl-C); re-run the same command to resume from the last checkpoint",
-              file=sys.stderr, flush=True)
+        print(f"error: {_interrupted_message(workdir)}", file=sys.stderr, flush=True)
         sys.exit(130)
-    except (NonFiniteLossError, CheckpointSaveError, ConfigMismatchError) as e:  # their message is the report
+    except (InitFromError, ConfigValueError) as e:  # a setting: usage
         print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except (NonFiniteLossError, CheckpointSaveError, CheckpointReadError, ConfigMismatchError, WorkdirError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)  # their message is the report
         sys.exit(1)
     except (AudioError, FileNotFoundError) as e:  # a corpus folder or file the config points at
-        if fresh and workdir.is_dir() and not any(workdir.iterdir()):
-            workdir.rmdir()  # leave no empty workdir behind
+        if fresh and workdir.is_dir() and {p.name for p in workdir.iterdir()} <= {".lock"}:
+            (workdir / ".lock").unlink(missing_ok=True)  # leave no empty workdir behind
+            workdir.rmdir()
         _fail(f"{one_line(e)} (data.root={_CONFIG.value.data.root!r})", 1, verbose)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):

@@ -40,6 +40,58 @@ class CheckpointSaveError(OSError):
     """A checkpoint could not be written; the previous checkpoints are intact."""
 
 
+class CheckpointReadError(ValueError):
+    """A checkpoint step cannot be read (a truncated or corrupt file); the message names the file or item."""
+
+
+# The JSON files of a step folder (trainer and ``save_params`` layouts); a truncated one fails to parse.
+_JSON_FILES = ("_CHECKPOINT_METADATA", "config/metadata", "data_iter/*.json", "state/_METADATA", "state/_sharding",
+               "state/array_metadatas/*")
+
+
+def check_step_files(step_dir: str | pathlib.Path) -> None:
+    """Raises ``CheckpointReadError`` naming the first JSON file of ``step_dir`` that cannot be read or parsed
+    (what a truncated copy, a full disk or a crash of the file system leaves). Array data is checked only by
+    reading it (``Checkpointer.restore``, ``load_model``)."""
+    step_dir = pathlib.Path(step_dir)
+    if not (step_dir / "state").is_dir():
+        raise CheckpointReadError(f"{step_dir}: no state folder")
+    for pattern in _JSON_FILES:
+        for f in sorted(step_dir.glob(pattern)):
+            try:
+                json.loads(f.read_bytes())
+            except OSError as e:
+                raise CheckpointReadError(f"{f.relative_to(step_dir)}: {e.strerror or e}") from None
+            except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+                raise CheckpointReadError(f"{f.relative_to(step_dir)}: truncated or corrupt ({e})") from None
+
+
+def array_read_problem(exc: BaseException) -> str:
+    """One line for a failed read of a step's arrays (tensorstore's message ends with a multi-kilobyte spec)."""
+    text = _cause(exc).split(" See full TensorStore details")[0]
+    return f"state: array data cannot be read, truncated or corrupt ({text[:200]})"
+
+
+class _DropRestoreNotes(logging.Filter):
+    """Drops orbax's warnings that an item of a step "was found in the checkpoint, but could not be restored":
+    emitted for each item a partial read (the config only, the metadata) leaves out on purpose, they read like a
+    failed restore."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "was found in the checkpoint, but could not be restored" not in record.getMessage()
+
+
+class _QuietPartialRestore:
+    """``_DropRestoreNotes`` on the absl logger (orbax logs through it) for the ``with`` block only."""
+
+    def __enter__(self):
+        self._filter = _DropRestoreNotes()
+        logging.getLogger("absl").addFilter(self._filter)
+
+    def __exit__(self, *exc):
+        logging.getLogger("absl").removeFilter(self._filter)
+
+
 def _cause(exc: BaseException) -> str:
     """The operating-system reason of a failed write (``No space left on device``), else the first line."""
     for e in (exc, exc.__cause__, exc.__context__):
@@ -73,6 +125,7 @@ def _drop_closed_loop_errors(previous):
         if not (isinstance(v, RuntimeError) and str(v) == "Event loop is closed"):
             previous(unraisable)
 
+    hook.drops_closed_loop_errors = True
     return hook
 
 
@@ -99,18 +152,44 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def steps(self) -> list[int]:
+        """The complete steps on disk, newest first."""
+        return sorted(self.manager.all_steps(), reverse=True)
+
     def stored_config(self, step: int) -> dict:
-        """The config saved with ``step`` (as a plain dict)."""
-        return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config)
+        """The config saved with ``step`` (as a plain dict); ``CheckpointReadError`` if a file of the step
+        cannot be parsed."""
+        check_step_files(self.directory / str(step))
+        with _QuietPartialRestore():
+            return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config)
 
     def state_keys(self, step: int) -> set[str] | None:
         """Top-level keys of the train state saved at ``step`` (None if unknown)."""
         try:
-            tree = self.manager.item_metadata(step).state
+            with _QuietPartialRestore():
+                tree = self.manager.item_metadata(step).state
             tree = getattr(tree, "tree", tree)
             return set(tree.keys())
         except Exception:  # noqa: BLE001 - metadata is an optimisation; the restore itself reports problems
             return None
+
+    def set_aside(self, step: int) -> pathlib.Path:
+        """Renames an unreadable ``step`` folder to ``<step>.unreadable`` (kept for inspection, no longer a step
+        for orbax, so the run can write that step again) on process 0; returns the new path."""
+        src = self.directory / str(step)
+        dst = self.directory / f"{step}.unreadable"
+        n = 1
+        while dst.exists():
+            n += 1
+            dst = self.directory / f"{step}.unreadable{n}"
+        if jax.process_index() == 0:
+            os.replace(src, dst)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"checkpoint set aside {step}")
+        self.manager.reload()
+        return dst
 
     def poll(self) -> None:
         """Raises ``CheckpointSaveError`` if a background save has failed; never blocks."""
@@ -161,11 +240,22 @@ class Checkpointer:
         self._pending = step
 
     def restore(self, step: int, abstract_state, data_iter=None):
-        """Restores the train state, its arrays with ``abstract_state``'s shardings, and the iterator in place."""
+        """Restores the train state, its arrays with ``abstract_state``'s shardings, and the iterator in place.
+
+        ``CheckpointReadError`` (one line naming the file or item) when a file of the step is truncated or
+        corrupt; a ``ValueError`` of orbax's about the tree's structure (another train-state layout) passes."""
+        check_step_files(self.directory / str(step))
         items = dict(state=ocp.args.StandardRestore(abstract_state))
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-        return self.manager.restore(step, args=ocp.args.Composite(**items)).state
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(**items)).state
+        except ValueError as e:
+            if "tree structures do not match" in str(e):
+                raise
+            raise CheckpointReadError(array_read_problem(e)) from None
+        except Exception as e:  # noqa: BLE001 - tensorstore reports a short data file as a bare Exception
+            raise CheckpointReadError(array_read_problem(e)) from None
 
     def close(self) -> None:
         """Waits for the pending save (raising ``CheckpointSaveError`` if it failed) and closes the manager."""
@@ -211,30 +301,67 @@ def save_params(directory: str | pathlib.Path, params: dict, rest: dict, config:
     return directory / "checkpoints" / str(step)
 
 
-def _step_dir(path: str | pathlib.Path) -> pathlib.Path:
-    """The step directory a workdir, its ``checkpoints/`` folder or a step folder designates (latest step), as
-    an absolute path: orbax reads no metadata through a relative one."""
+def _step_dirs(path: str | pathlib.Path) -> list[pathlib.Path]:
+    """The step directories a workdir or its ``checkpoints/`` folder holds, newest first, or ``[path]`` for a step
+    folder; absolute paths: orbax reads no metadata through a relative one."""
     p = pathlib.Path(path).expanduser().absolute()
     if not p.exists():
         raise FileNotFoundError(f"checkpoint path {p} does not exist")
     if (p / "state").is_dir():
-        return p
+        return [p]
     if (p / "checkpoints").is_dir():
         p = p / "checkpoints"
     steps = sorted((int(c.name) for c in p.iterdir() if c.name.isdigit() and (c / "state").is_dir()), reverse=True)
     if not steps:
         raise FileNotFoundError(f"{path}: no checkpoint found (expected <workdir>/checkpoints/<step>/state, "
                                 f"a checkpoints/ folder or a step folder)")
-    return p / str(steps[0])
+    return [p / str(s) for s in steps]
 
 
-def read_config(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, int]:
-    """``(config, step)`` of the latest checkpoint under ``path`` (workdir, checkpoints/ or a step folder)."""
-    step_dir = _step_dir(path)
+def _step_dir(path: str | pathlib.Path) -> pathlib.Path:
+    """The latest step directory ``path`` designates (see ``_step_dirs``), readable or not."""
+    return _step_dirs(path)[0]
+
+
+_warned: set[tuple[str, str]] = set()  # read_config and load_model walk the same steps: one warning per step
+
+
+def _newest_readable(path: str | pathlib.Path, read):
+    """``read(step_dir)`` for the newest step under ``path`` where it raises no ``CheckpointReadError``; each
+    step passed over is one warning line on stderr naming it and the problem. When none can be read:
+    ``CheckpointReadError`` naming ``path`` and each step's problem."""
+    dirs = _step_dirs(path)
+    skipped = []
+    for d in dirs:
+        try:
+            result = read(d)
+        except CheckpointReadError as e:
+            skipped.append((d, str(e)))
+            continue
+        for bad, problem in skipped:
+            if (str(bad), problem) not in _warned:
+                _warned.add((str(bad), problem))
+                print(f"warning: checkpoint step {bad.name} in {bad.parent} cannot be read ({problem}); "
+                      f"using step {d.name}", file=sys.stderr, flush=True)
+        return result
+    if len(dirs) == 1:
+        raise CheckpointReadError(f"checkpoint {dirs[0]} cannot be read: {skipped[0][1]}")
+    raise CheckpointReadError(f"no checkpoint under {path} can be read: " +
+                              "; ".join(f"step {d.name}: {problem}" for d, problem in skipped))
+
+
+def _read_config_at(step_dir: pathlib.Path) -> tuple[ml_collections.ConfigDict, int]:
     config_file = step_dir / "config" / "metadata"
     if not config_file.is_file():
         raise FileNotFoundError(f"{step_dir}: missing the config item ({config_file})")
+    check_step_files(step_dir)
     return ml_collections.ConfigDict(json.loads(config_file.read_text())), int(step_dir.name)
+
+
+def read_config(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, int]:
+    """``(config, step)`` of the latest readable checkpoint under ``path`` (workdir, checkpoints/ or a step
+    folder): a step with a truncated or corrupt file is passed over with a warning line."""
+    return _newest_readable(path, _read_config_at)
 
 
 class _QuietAbsl:
@@ -263,16 +390,43 @@ def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, di
     step folder), as stored (list indices as string keys, PRNG keys as their key data), in host numpy arrays:
     the optimiser state is not read (PLACEHOLDER leaves), no device placement, any device topology. To get a
     model, use ``load_model``, which restores into the model's own tree."""
-    config, _ = read_config(path)
-    state_dir = _step_dir(path) / "state"
-    meta = _state_metadata(state_dir)
-    item = {k: v if k in ("step", "params", "rest") else jax.tree.map(lambda _: ocp.PLACEHOLDER, v)
-            for k, v in meta.items()}
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
-    with _QuietAbsl():
-        state = ocp.PyTreeCheckpointer().restore(
-            state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args))
-    return config, state["params"], state.get("rest", {}), int(state.get("step", int(state_dir.parent.name)))
+    def read(step_dir: pathlib.Path):
+        config, _ = _read_config_at(step_dir)
+        meta = _state_metadata(step_dir / "state")
+        item = {k: v if k in ("step", "params", "rest") else jax.tree.map(lambda _: ocp.PLACEHOLDER, v)
+                for k, v in meta.items()}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+        state = _restore_arrays(step_dir / "state", ocp.args.PyTreeRestore(item=item, restore_args=restore_args))
+        return config, state["params"], state.get("rest", {}), int(state.get("step", int(step_dir.name)))
+
+    return _newest_readable(path, read)
+
+
+def _restore_arrays(state_dir: pathlib.Path, args) -> dict:
+    """orbax's restore of ``state_dir``; a data file it cannot read is ``CheckpointReadError``.
+
+    A failed read abandons the tensorstore reads still in flight; at any later time their callbacks raise
+    "Event loop is closed" and asyncio logs "Task exception was never retrieved" for their failed tasks
+    (dozens of tracebacks). After a failure those records, and only those, are dropped for the rest of the
+    process (``_drop_closed_loop_errors`` chained to the hook in place; ``_DropAbandonedReads`` on asyncio's
+    logger)."""
+    try:
+        with _QuietAbsl():
+            return ocp.PyTreeCheckpointer().restore(state_dir, args=args)
+    except Exception as e:  # noqa: BLE001 - tensorstore reports a short data file as a bare Exception
+        if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
+            sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
+            logging.getLogger("asyncio").addFilter(_DropAbandonedReads())
+        raise CheckpointReadError(array_read_problem(e)) from None
+
+
+class _DropAbandonedReads(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for tensorstore reads of a checkpoint that failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.name == "asyncio" and exc is not None and
+                    ("OCDBT" in str(exc) or "TensorStore" in str(exc)))
 
 
 # ---- weights into a model: the abstract model's tree is the target ----------------------------------------
@@ -327,7 +481,8 @@ def _split_abstract(model):
 
 
 def load_model(path: str | pathlib.Path, config: ml_collections.ConfigDict | None = None, **model_overrides):
-    """``(model, config)`` from the latest checkpoint under ``path`` (workdir, checkpoints/ or a step folder).
+    """``(model, config)`` from the latest readable checkpoint under ``path`` (workdir, checkpoints/ or a step
+    folder; a step with a truncated or corrupt file is passed over with one warning line).
 
     ``config`` (default: the checkpoint's own) says which model to build, with ``model_overrides`` (e.g.
     ``scan_impl``). The model is built abstractly (``nnx.eval_shape``), the checkpoint's metadata is checked
@@ -339,16 +494,20 @@ def load_model(path: str | pathlib.Path, config: ml_collections.ConfigDict | Non
 
     if config is None:
         config, _ = read_config(path)
-    state_dir = _step_dir(path) / "state"
     model, name = _abstract_model(config, model_overrides)
     states, target = _split_abstract(model)
-    _check_fits(target, _state_metadata(state_dir), str(state_dir), name)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target)
-    target = {k: v for k, v in target.items() if v}  # a model without ``rest`` variables
-    with _QuietAbsl():
-        restored = ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
-            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+
+    def read(step_dir: pathlib.Path) -> dict:
+        check_step_files(step_dir)
+        state_dir = step_dir / "state"
+        _check_fits(target, _state_metadata(state_dir), str(state_dir), name)
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target)
+        abstract = {k: v for k, v in abstract.items() if v}  # a model without ``rest`` variables
+        return _restore_arrays(state_dir, ocp.args.PyTreeRestore(
+            item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True))
+
+    restored = _newest_readable(path, read)
     for state, kind in zip(states, ("params", "rest")):
         if kind in restored:
             nnx.replace_by_pure_dict(state, restored[kind])

@@ -24,8 +24,10 @@ only at *sync steps*: logging, evaluation and checkpoint steps, the last step an
 Resume order (what makes a resumed run bit-identical to an uninterrupted one on CPU):
   1. compare the stored config with this one (``resume.check_resume``): a different model refuses to resume;
   2. restore the train state (the optimiser state holds the learning-rate schedule and the plateau state) and
-     the grain iterator state of the latest step;
-  3. drop metrics.jsonl records written after that step by the killed run;
+     the grain iterator state of the newest step that can be read (``resume.NewestReadable``: a truncated
+     file passes over its step, with a warning);
+  3. drop metrics.jsonl records and TensorBoard events written after that step by the killed run (all of them
+     when there is no checkpoint);
   4. step ``s`` uses ``fold_in(seed, s)`` for its randomness, a pure function of s;
   5. at a step that both evaluates and checkpoints, evaluation runs first, so the plateau state it updates is
      in the checkpoint.
@@ -56,8 +58,11 @@ from mamba_jax.models import build_model
 from mamba_jax.ops.selective_scan import ScanSharding
 from mamba_jax.training import distributed
 from mamba_jax.training.optim import learning_rate, make_optimizer, observe_validation
-from mamba_jax.training.resume import ConfigMismatchError, check_resume
+from mamba_jax.training.resume import ConfigMismatchError, InitFromError, NewestReadable, check_init_from, \
+    check_resume
 from mamba_jax.training.tasks import make_task
+from mamba_jax.training.validate import check_config
+from mamba_jax.training.workdir import WorkdirLock, prepare_workdir
 from mamba_jax.training.writer import MetricWriter
 
 
@@ -197,34 +202,48 @@ def _initialize_from(path, config, state, state_sharding) -> dict:
     from mamba_jax.checkpoint import load_model, read_config
 
     _, src_step = read_config(path)
-    _, p, r, _ = _split_model(load_model(path, config)[0])
+    try:
+        model = load_model(path, config)[0]
+    except ValueError as e:  # _check_fits: every missing/unexpected/mis-shaped parameter (kilobytes)
+        parts = str(e).split("): ", 1)
+        problems = parts[-1].split("; ")
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InitFromError(f"train.init_from={path}: its weights do not fit this config's model: "
+                            f"{problems[0]}{more}") from None
+    _, p, r, _ = _split_model(model)
     tx = make_optimizer(config.optim, config.train.num_steps)
     new = dict(state, params=p, rest=r, opt_state=tx.init(p))
     print(f"initialised from {path} (step {src_step})", flush=True)
     return jax.device_put(new, state_sharding)
 
 
-def _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter, writer):
-    """``(state, start step)``: the latest checkpoint's (iterator and metrics file rewound with it),
-    else a fresh state (``train.init_from`` weights when set)."""
-    start = ckpt.latest_step()
-    if start is not None:
-        stored = ckpt.state_keys(start)  # checkpoints written before first_bad_step/skipped existed lack them
+def _restore_or_init(ckpt, walk, config, workdir, tx, abstract_state, state_sharding, train_iter, writer):
+    """``(state, start step)``: the newest readable checkpoint's (iterator and metric files rewound with it),
+    else a fresh state (``train.init_from`` weights when set; metric files of an earlier run emptied)."""
+
+    def restore(step: int) -> dict:
+        stored = ckpt.state_keys(step)  # checkpoints written before first_bad_step/skipped existed lack them
         target = {k: v for k, v in abstract_state.items() if stored is None or k in stored}
         try:
-            state = ckpt.restore(start, abstract_with_sharding(target, state_sharding), train_iter)
+            return ckpt.restore(step, abstract_with_sharding(target, state_sharding), train_iter)
         except ValueError as e:  # orbax: the stored tree is not this run's (a train state of an older layout)
             if "tree structures do not match" not in str(e):
                 raise
             raise ConfigMismatchError(
-                f"cannot resume {workdir}: its checkpoint (step {start}) holds a train state of another layout "
+                f"cannot resume {workdir}: its checkpoint (step {step}) holds a train state of another layout "
                 f"(mamba-jax before 2026-11-30 stored the optimiser moments per parameter array; they are now one "
                 f"vector). Its weights load: use a new --workdir with --config.train.init_from={workdir}.") from None
+
+    found = walk.restore(restore)
+    if found is not None:
+        start, state = found
         for k in abstract_state.keys() - state.keys():
             state[k] = jax.device_put(jnp.zeros((), jnp.int32), state_sharding[k])
-        writer.truncate_after(start)
-        print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
+        writer.start(start)
+        if jax.process_index() == 0:
+            print(f"resumed from {workdir / 'checkpoints'} at step {start}", flush=True)
         return state, start
+    writer.start(0)  # a run killed before its first checkpoint left rows and events of steps to be redone
     state = jax.jit(functools.partial(create_train_state, config, tx), out_shardings=state_sharding)()
     if config.train.init_from:  # fine-tuning: weights from a checkpoint (e.g. `mamba-jax convert`), fresh optimiser
         state = _initialize_from(config.train.init_from, config, state, state_sharding)
@@ -235,13 +254,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                        task=None) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the last metrics.
 
-    ``task`` replaces the task of ``config.task`` (tests use it to inject faults). Raises
-    ``NonFiniteLossError``, ``TrainingInterrupted`` (after SIGINT/SIGTERM, checkpoint written),
-    ``checkpoint.CheckpointSaveError`` and ``resume.ConfigMismatchError``, each with a one-line message.
+    ``task`` replaces the task of ``config.task`` (tests use it to inject faults). Raises, each with a
+    one-line message: ``validate.ConfigValueError`` (an out-of-range value, before anything is created),
+    ``resume.InitFromError``, ``workdir.WorkdirError`` (a file, read-only) and ``workdir.WorkdirLocked``
+    (another run trains there), ``NonFiniteLossError``, ``TrainingInterrupted`` (after SIGINT/SIGTERM,
+    checkpoint written), ``checkpoint.CheckpointSaveError``, ``checkpoint.CheckpointReadError`` (no checkpoint
+    of the workdir can be read) and ``resume.ConfigMismatchError``.
     """
+    check_config(config)  # before anything is created: a bad value is one line, not a failure later
     distributed.initialize_from_env()
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if config.train.init_from and not any((workdir / "checkpoints").glob("[0-9]*")):
+        check_init_from(config)  # a fresh run; a resumed one ignores init_from
+    workdir = prepare_workdir(workdir)
     mesh = distributed.data_mesh()
     tc = config.train
     n_proc = jax.process_count()
@@ -251,11 +276,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     with contextlib.ExitStack() as cleanup:
         # Installed first, removed last: a signal during setup stops after the first step, one during the
         # final checkpoint's wait does not cut it short (a second signal acts as usual).
+        if jax.process_index() == 0:  # one trainer per workdir; the other processes of this run share it
+            cleanup.enter_context(WorkdirLock(workdir))
         stop = cleanup.enter_context(_StopOnSignal())
         ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=tc.max_to_keep, keep_best=tc.keep_best)
         cleanup.callback(ckpt.close)
-        if ckpt.latest_step() is not None:  # before building anything: a changed model is refused at once
-            check_resume(ckpt.stored_config(ckpt.latest_step()), config, workdir)
+        walk = NewestReadable(ckpt, workdir)
+        stored = walk.stored_config()
+        if stored is not None:  # before building anything: a changed model is refused at once
+            check_resume(stored, config, workdir)
         task = task if task is not None else make_task(config, workdir)
         model_def = ModelDef.of(config.model, ScanSharding(mesh, distributed.BATCH_AXIS))
         tx = make_optimizer(config.optim, tc.num_steps)
@@ -269,8 +298,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             process_count=n_proc)))
         writer = MetricWriter(workdir)
         cleanup.callback(writer.close)
-        state, start = _restore_or_init(ckpt, config, workdir, tx, abstract_state, state_sharding, train_iter,
-                                        writer)
+        state, start = _restore_or_init(ckpt, walk, config, workdir, tx, abstract_state, state_sharding,
+                                        train_iter, writer)
         if start >= tc.num_steps:
             return {}
 

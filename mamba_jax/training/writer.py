@@ -10,25 +10,50 @@ import pathlib
 import jax
 
 
+def _step_of(line: str) -> int | None:
+    """The step of a metrics.jsonl row; None for a blank or cut-off one (a kill -9 mid-write)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class MetricWriter:
-    """Writes on process 0 only. Appends, so a resumed run continues the same files."""
+    """Writes on process 0 only. ``start(step)`` before the first ``write``: the files then read as one
+    uninterrupted run from step 0 (rows and events past ``step`` that a killed run left are dropped; none at all
+    without a checkpoint), and a resumed run appends to them."""
 
     def __init__(self, workdir: str | pathlib.Path, *, tensorboard: bool = True):
         self.enabled = jax.process_index() == 0
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
+        self.tb_dir = pathlib.Path(workdir) / "tensorboard"
+        self._tensorboard = tensorboard
         self._tb = None
-        if self.enabled and tensorboard:
+
+    def start(self, step: int) -> None:
+        """Rewinds the files to ``step`` (0: a run without a checkpoint; its predecessor's rows and event files
+        are removed) and opens the TensorBoard writer."""
+        if not self.enabled:
+            return
+        self.truncate_after(step)
+        if step == 0 and self.tb_dir.is_dir():
+            for f in self.tb_dir.glob("events.out.tfevents.*"):
+                f.unlink()
+        if self._tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+            # purge_step: TensorBoard hides the events of steps >= it written by earlier files of the run
+            self._tb = SummaryWriter(str(self.tb_dir), purge_step=step + 1 if step else None)
 
     def truncate_after(self, step: int) -> None:
         """Drops records past ``step`` (written by a run killed after its last checkpoint), so a resumed run's
         file reads as one uninterrupted run."""
         if not self.enabled or not self.path.exists():
             return
-        lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
+        if step == 0:
+            self.path.unlink()
+            return
+        kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None and _step_of(ln) <= step]
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(ln + "\n" for ln in kept))
         os.replace(tmp, self.path)  # atomic: a kill here leaves the old or the new file, never a partial one
