@@ -1,19 +1,22 @@
 """Checkpoint I/O, shared by training, inference, conversion and the CLI (it imports only ``mamba_jax.models``).
 
-The trainer's ``Checkpointer``: orbax, train state (optimiser and schedule state included) + grain iterator state +
-config, atomic and async. Weights only (``save_params``, ``read_config``, ``load_model``, ``model_from_params``,
+The trainer's ``Checkpointer`` (``mamba_jax.training.checkpointer``): orbax, train state (optimiser and schedule
+state included) + grain iterator state + config, atomic and async; it shares this module's errors, step-file
+check and log filters. Weights only (``save_params``, ``read_config``, ``load_model``, ``model_from_params``,
 ``load_params``, ``find_tokenizer``): what inference, ``mamba_jax.convert`` and fine-tuning read and write.
 
-Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config}``. Orbax writes each step into a
-temporary directory and renames it when complete, so a kill never leaves a half-written latest step; the
-manager ignores leftovers on restart. Kept: the ``max_to_keep`` latest steps plus the ``keep_best`` steps
-with the highest validation score (``metrics["score"]``, higher is better).
+Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config}``. Orbax writes each step into a temporary
+directory and renames it when complete, so a kill never leaves a half-written latest step.
 
 A save that fails in the background (e.g. no space left on device) surfaces at the next ``poll()`` (a
 host-side check the loop makes every step) as ``CheckpointSaveError`` with a one-line message; the failed
 step's temporary folder is removed and older steps are untouched. Orbax's own error logs for it and the
 "Event loop is closed" errors of its abandoned writes (hundreds of lines of asynchronous tracebacks) are
 filtered out while a ``Checkpointer`` is open.
+
+A step with a truncated or corrupt file (``CheckpointReadError``, one line naming the file) is passed over for
+the newest step that can be read: by the trainer's resume (``mamba_jax.training.resume.NewestReadable``) and by
+``read_config``/``load_model``/``load_params`` given a workdir.
 """
 
 from __future__ import annotations
@@ -23,17 +26,12 @@ import logging
 import os
 import pathlib
 import re
-import shutil
 import sys
 
-import grain
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from orbax.checkpoint import checkpoint_managers as cm
-
-ITEMS = ("state", "data_iter", "config")
 
 
 class CheckpointSaveError(OSError):
@@ -129,156 +127,27 @@ def _drop_closed_loop_errors(previous):
     return hook
 
 
-class Checkpointer:
-    def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int, keep_best: int):
-        policies = [cm.LatestN(n=max_to_keep)]
-        if keep_best > 0:
-            policies.append(cm.BestN(get_metric_fn=lambda m: m["score"], reverse=False, n=keep_best,
-                                     keep_checkpoints_without_metrics=False))
-        options = ocp.CheckpointManagerOptions(
-            preservation_policy=cm.AnyPreservationPolicy(policies), enable_async_checkpointing=True,
-            cleanup_tmp_directories=True)
-        self.directory = pathlib.Path(directory).absolute()
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
-        self._pending: int | None = None  # the step of a save that may still be running in the background
-        self._failed = False
-        self._existing: set[int] = set()  # complete steps when the pending save started
-        self._filter = _DropOrbaxErrors()
-        for name in ("absl", "asyncio"):
-            logging.getLogger(name).addFilter(self._filter)
-        self._previous_hook = sys.unraisablehook
-        sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
 
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+class _QuietAbsl:
+    """Silences orbax's warning that an item folder has no step-level metadata (we read items directly)."""
 
-    def steps(self) -> list[int]:
-        """The complete steps on disk, newest first."""
-        return sorted(self.manager.all_steps(), reverse=True)
+    def __enter__(self):
+        self.logger = logging.getLogger("absl")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
 
-    def stored_config(self, step: int) -> dict:
-        """The config saved with ``step`` (as a plain dict); ``CheckpointReadError`` if a file of the step
-        cannot be parsed."""
-        check_step_files(self.directory / str(step))
-        with _QuietPartialRestore():
-            return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config)
-
-    def state_keys(self, step: int) -> set[str] | None:
-        """Top-level keys of the train state saved at ``step`` (None if unknown)."""
-        try:
-            with _QuietPartialRestore():
-                tree = self.manager.item_metadata(step).state
-            tree = getattr(tree, "tree", tree)
-            return set(tree.keys())
-        except Exception:  # noqa: BLE001 - metadata is an optimisation; the restore itself reports problems
-            return None
-
-    def set_aside(self, step: int) -> pathlib.Path:
-        """Renames an unreadable ``step`` folder to ``<step>.unreadable`` (kept for inspection, no longer a step
-        for orbax, so the run can write that step again) on process 0; returns the new path."""
-        src = self.directory / str(step)
-        dst = self.directory / f"{step}.unreadable"
-        n = 1
-        while dst.exists():
-            n += 1
-            dst = self.directory / f"{step}.unreadable{n}"
-        if jax.process_index() == 0:
-            os.replace(src, dst)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices(f"checkpoint set aside {step}")
-        self.manager.reload()
-        return dst
-
-    def poll(self) -> None:
-        """Raises ``CheckpointSaveError`` if a background save has failed; never blocks."""
-        if self._pending is not None and not self.manager.is_saving_in_progress():
-            self.wait()
-
-    def wait(self) -> None:
-        """Blocks until the pending save is written; raises ``CheckpointSaveError`` if it failed."""
-        step, self._pending = self._pending, None
-        if step is None:
-            return
-        try:
-            self.manager.wait_until_finished()
-        except Exception as e:  # noqa: BLE001 - any failure of the save is reported the same way
-            self._fail(step, e)
-
-    def _fail(self, step: int, exc: BaseException):
-        self._failed = True
-        if jax.process_index() == 0:  # remove what the failed step left (frees space; never picked up)
-            leftovers = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
-            if step not in self._existing:  # renamed into place before failing: not a checkpoint to trust
-                leftovers.append(self.directory / str(step))
-            for p in leftovers:
-                shutil.rmtree(p, ignore_errors=True)
-        kept = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and int(p.name) != step) \
-            if self.directory.is_dir() else []
-        previous = f"the previous checkpoint (step {kept[-1]}) is intact" if kept else "no earlier checkpoint"
-        cause = _cause(exc)
-        hint = "Free some space" if "space" in cause or "quota" in cause.lower() else "Fix this"
-        raise CheckpointSaveError(
-            f"checkpoint save failed: step {step} could not be written to {self.directory}: {cause}; "
-            f"{previous}. {hint} and re-run the same command to resume.") from None
-
-    def save(self, step: int, state, data_iter, config: ml_collections.ConfigDict,
-             score: float | None = None) -> None:
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data_iter=grain.checkpoint.CheckpointSave(data_iter),
-            config=ocp.args.JsonSave(config.to_dict()),
-        )
-        self.wait()  # at most one save in flight; a failed previous one is reported, not silently replaced
-        self._existing = {int(p.name) for p in self.directory.iterdir() if p.name.isdigit()} \
-            if self.directory.is_dir() else set()
-        try:
-            self.manager.save(step, args=args, metrics=None if score is None else {"score": float(score)})
-        except Exception as e:  # noqa: BLE001 - e.g. no space for the temporary folder or the metadata
-            self._fail(step, e)
-        self._pending = step
-
-    def restore(self, step: int, abstract_state, data_iter=None):
-        """Restores the train state, its arrays with ``abstract_state``'s shardings, and the iterator in place.
-
-        ``CheckpointReadError`` (one line naming the file or item) when a file of the step is truncated or
-        corrupt; a ``ValueError`` of orbax's about the tree's structure (another train-state layout) passes."""
-        check_step_files(self.directory / str(step))
-        items = dict(state=ocp.args.StandardRestore(abstract_state))
-        if data_iter is not None:
-            items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-        try:
-            return self.manager.restore(step, args=ocp.args.Composite(**items)).state
-        except ValueError as e:
-            if "tree structures do not match" in str(e):
-                raise
-            raise CheckpointReadError(array_read_problem(e)) from None
-        except Exception as e:  # noqa: BLE001 - tensorstore reports a short data file as a bare Exception
-            raise CheckpointReadError(array_read_problem(e)) from None
-
-    def close(self) -> None:
-        """Waits for the pending save (raising ``CheckpointSaveError`` if it failed) and closes the manager."""
-        try:
-            if not self._failed:
-                self.wait()
-        finally:
-            try:
-                self.manager.close()
-            except Exception:  # noqa: BLE001 - after a failed save orbax re-raises it here; already reported
-                if not self._failed:
-                    raise
-            if not self._failed:  # after a failed save, late callbacks of its abandoned writes may still come
-                for name in ("absl", "asyncio"):
-                    logging.getLogger(name).removeFilter(self._filter)
-                sys.unraisablehook = self._previous_hook
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
 
 
-def abstract_with_sharding(tree, sharding) -> object:
-    """ShapeDtypeStructs for ``tree`` carrying ``sharding`` (one sharding, or a matching tree of them)."""
-    if isinstance(sharding, jax.sharding.Sharding):
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, sharding)
+
+class _DropAbandonedReads(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for tensorstore reads of a checkpoint that failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.name == "asyncio" and exc is not None and
+                    ("OCDBT" in str(exc) or "TensorStore" in str(exc)))
 
 
 # ---- weights only: inference, conversion, fine-tuning -------------------------------------------------------
@@ -323,7 +192,7 @@ def _step_dir(path: str | pathlib.Path) -> pathlib.Path:
     return _step_dirs(path)[0]
 
 
-_warned: set[tuple[str, str]] = set()  # read_config and load_model walk the same steps: one warning per step
+_warned: set[str] = set()  # read_config and load_model walk the same steps: one warning per step folder
 
 
 def _newest_readable(path: str | pathlib.Path, read):
@@ -339,8 +208,8 @@ def _newest_readable(path: str | pathlib.Path, read):
             skipped.append((d, str(e)))
             continue
         for bad, problem in skipped:
-            if (str(bad), problem) not in _warned:
-                _warned.add((str(bad), problem))
+            if str(bad) not in _warned:
+                _warned.add(str(bad))
                 print(f"warning: checkpoint step {bad.name} in {bad.parent} cannot be read ({problem}); "
                       f"using step {d.name}", file=sys.stderr, flush=True)
         return result
@@ -362,18 +231,6 @@ def read_config(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, in
     """``(config, step)`` of the latest readable checkpoint under ``path`` (workdir, checkpoints/ or a step
     folder): a step with a truncated or corrupt file is passed over with a warning line."""
     return _newest_readable(path, _read_config_at)
-
-
-class _QuietAbsl:
-    """Silences orbax's warning that an item folder has no step-level metadata (we read items directly)."""
-
-    def __enter__(self):
-        self.logger = logging.getLogger("absl")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
 
 
 def _state_metadata(state_dir: pathlib.Path) -> dict:
@@ -418,15 +275,6 @@ def _restore_arrays(state_dir: pathlib.Path, args) -> dict:
             sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
             logging.getLogger("asyncio").addFilter(_DropAbandonedReads())
         raise CheckpointReadError(array_read_problem(e)) from None
-
-
-class _DropAbandonedReads(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" for tensorstore reads of a checkpoint that failed."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (record.name == "asyncio" and exc is not None and
-                    ("OCDBT" in str(exc) or "TensorStore" in str(exc)))
 
 
 # ---- weights into a model: the abstract model's tree is the target ----------------------------------------

@@ -51,7 +51,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mamba_jax.checkpoint import Checkpointer, abstract_with_sharding
+from mamba_jax.training.checkpointer import Checkpointer, abstract_with_sharding
 from mamba_jax.data.pipeline import iterate
 from mamba_jax.layers.mamba import set_scan_sharding
 from mamba_jax.models import build_model

@@ -1,0 +1,180 @@
+"""The trainer's ``Checkpointer``: orbax, async and atomic (docstring of ``mamba_jax.checkpoint``).
+
+Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config}``. Kept: the ``max_to_keep`` latest steps plus
+the ``keep_best`` steps with the highest validation score (``metrics["score"]``, higher is better). A failed
+background save is ``CheckpointSaveError`` at the next ``poll()``; an unreadable step is ``CheckpointReadError``
+from ``restore``/``stored_config`` (``mamba_jax.training.resume.NewestReadable`` walks back from it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import shutil
+import sys
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as cm
+
+from mamba_jax.checkpoint import CheckpointReadError, CheckpointSaveError, _cause, _DropOrbaxErrors, \
+    _drop_closed_loop_errors, _QuietPartialRestore, array_read_problem, check_step_files
+
+ITEMS = ("state", "data_iter", "config")
+
+
+class Checkpointer:
+    def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int, keep_best: int):
+        policies = [cm.LatestN(n=max_to_keep)]
+        if keep_best > 0:
+            policies.append(cm.BestN(get_metric_fn=lambda m: m["score"], reverse=False, n=keep_best,
+                                     keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=cm.AnyPreservationPolicy(policies), enable_async_checkpointing=True,
+            cleanup_tmp_directories=True)
+        self.directory = pathlib.Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        self._pending: int | None = None  # the step of a save that may still be running in the background
+        self._failed = False
+        self._existing: set[int] = set()  # complete steps when the pending save started
+        self._filter = _DropOrbaxErrors()
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).addFilter(self._filter)
+        self._previous_hook = sys.unraisablehook
+        sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def steps(self) -> list[int]:
+        """The complete steps on disk, newest first."""
+        return sorted(self.manager.all_steps(), reverse=True)
+
+    def stored_config(self, step: int) -> dict:
+        """The config saved with ``step`` (as a plain dict); ``CheckpointReadError`` if a file of the step
+        cannot be parsed."""
+        check_step_files(self.directory / str(step))
+        with _QuietPartialRestore():
+            return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config)
+
+    def state_keys(self, step: int) -> set[str] | None:
+        """Top-level keys of the train state saved at ``step`` (None if unknown)."""
+        try:
+            with _QuietPartialRestore():
+                tree = self.manager.item_metadata(step).state
+            tree = getattr(tree, "tree", tree)
+            return set(tree.keys())
+        except Exception:  # noqa: BLE001 - metadata is an optimisation; the restore itself reports problems
+            return None
+
+    def set_aside(self, step: int) -> pathlib.Path:
+        """Renames an unreadable ``step`` folder to ``<step>.unreadable`` (kept for inspection, no longer a step
+        for orbax, so the run can write that step again) on process 0; returns the new path."""
+        src = self.directory / str(step)
+        dst = self.directory / f"{step}.unreadable"
+        n = 1
+        while dst.exists():
+            n += 1
+            dst = self.directory / f"{step}.unreadable{n}"
+        if jax.process_index() == 0:
+            os.replace(src, dst)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"checkpoint set aside {step}")
+        self.manager.reload()
+        return dst
+
+    def poll(self) -> None:
+        """Raises ``CheckpointSaveError`` if a background save has failed; never blocks."""
+        if self._pending is not None and not self.manager.is_saving_in_progress():
+            self.wait()
+
+    def wait(self) -> None:
+        """Blocks until the pending save is written; raises ``CheckpointSaveError`` if it failed."""
+        step, self._pending = self._pending, None
+        if step is None:
+            return
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - any failure of the save is reported the same way
+            self._fail(step, e)
+
+    def _fail(self, step: int, exc: BaseException):
+        self._failed = True
+        if jax.process_index() == 0:  # remove what the failed step left (frees space; never picked up)
+            leftovers = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+            if step not in self._existing:  # renamed into place before failing: not a checkpoint to trust
+                leftovers.append(self.directory / str(step))
+            for p in leftovers:
+                shutil.rmtree(p, ignore_errors=True)
+        kept = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and int(p.name) != step) \
+            if self.directory.is_dir() else []
+        previous = f"the previous checkpoint (step {kept[-1]}) is intact" if kept else "no earlier checkpoint"
+        cause = _cause(exc)
+        hint = "Free some space" if "space" in cause or "quota" in cause.lower() else "Fix this"
+        raise CheckpointSaveError(
+            f"checkpoint save failed: step {step} could not be written to {self.directory}: {cause}; "
+            f"{previous}. {hint} and re-run the same command to resume.") from None
+
+    def save(self, step: int, state, data_iter, config: ml_collections.ConfigDict,
+             score: float | None = None) -> None:
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data_iter=grain.checkpoint.CheckpointSave(data_iter),
+            config=ocp.args.JsonSave(config.to_dict()),
+        )
+        self.wait()  # at most one save in flight; a failed previous one is reported, not silently replaced
+        self._existing = {int(p.name) for p in self.directory.iterdir() if p.name.isdigit()} \
+            if self.directory.is_dir() else set()
+        try:
+            self.manager.save(step, args=args, metrics=None if score is None else {"score": float(score)})
+        except Exception as e:  # noqa: BLE001 - e.g. no space for the temporary folder or the metadata
+            self._fail(step, e)
+        self._pending = step
+
+    def restore(self, step: int, abstract_state, data_iter=None):
+        """Restores the train state, its arrays with ``abstract_state``'s shardings, and the iterator in place.
+
+        ``CheckpointReadError`` (one line naming the file or item) when a file of the step is truncated or
+        corrupt; a ``ValueError`` of orbax's about the tree's structure (another train-state layout) passes."""
+        check_step_files(self.directory / str(step))
+        items = dict(state=ocp.args.StandardRestore(abstract_state))
+        if data_iter is not None:
+            items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(**items)).state
+        except ValueError as e:
+            if "tree structures do not match" in str(e):
+                raise
+            raise CheckpointReadError(array_read_problem(e)) from None
+        except Exception as e:  # noqa: BLE001 - tensorstore reports a short data file as a bare Exception
+            raise CheckpointReadError(array_read_problem(e)) from None
+
+    def close(self) -> None:
+        """Waits for the pending save (raising ``CheckpointSaveError`` if it failed) and closes the manager."""
+        try:
+            if not self._failed:
+                self.wait()
+        finally:
+            try:
+                self.manager.close()
+            except Exception:  # noqa: BLE001 - after a failed save orbax re-raises it here; already reported
+                if not self._failed:
+                    raise
+            if not self._failed:  # after a failed save, late callbacks of its abandoned writes may still come
+                for name in ("absl", "asyncio"):
+                    logging.getLogger(name).removeFilter(self._filter)
+                sys.unraisablehook = self._previous_hook
+
+
+def abstract_with_sharding(tree, sharding) -> object:
+    """ShapeDtypeStructs for ``tree`` carrying ``sharding`` (one sharding, or a matching tree of them)."""
+    if isinstance(sharding, jax.sharding.Sharding):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, sharding)
+
+
