@@ -76,9 +76,8 @@ def _out_folder(out: str) -> pathlib.Path:
 def cmd_separate(args) -> int:
     import numpy as np
 
-    from mamba_jax.inference.api import estimate_paths, write_estimates
-
     from mamba_jax.fileio import OutputError, check_writable
+    from mamba_jax.inference.api import estimate_paths, write_estimates
 
     out = _out_folder(args.out)
     files = expand_inputs(args.inputs, exclude=out)  # not the estimates of an earlier run into a sub-folder
@@ -189,7 +188,13 @@ def _prepare_eval_out(out: str | None, overwrite: bool) -> None:
     spectrogram stays beside the new summary."""
     if out is None:
         return
+    from mamba_jax.fileio import OutputError, check_writable
+
     p = _out_folder(out)
+    try:
+        check_writable(p)  # read-only or full: before loading the model
+    except OutputError as e:
+        raise CliError(f"--out {e}") from e
     old = sorted(f for pattern in EVAL_OUTPUTS for f in p.glob(pattern)) if p.is_dir() else []
     if old and not overwrite:
         raise UsageError(f"--out {out} already holds an evaluation ({', '.join(f.name for f in old[:3])}"

@@ -156,8 +156,8 @@ def test_evaluate_into_a_read_only_folder_fails_before_evaluating(sep_checkpoint
         rc = main(["evaluate", "--checkpoint", str(sep_checkpoint[0]), "--max-utterances", "1", "--no-perceptual",
                    "--out", str(ro / "ev")])
         err = capsys.readouterr().err
-        assert rc == 1 and _errors(err) == [f"error: evaluate: {ro / 'ev'}: cannot write (Read-only file system)"]
-        assert "evaluate test" not in err  # refused before the first utterance
+        assert rc == 1 and _errors(err) == [f"error: --out {ro / 'ev'}: cannot write (Read-only file system)"]
+        assert "evaluate test" not in err  # refused before loading the model and the first utterance
 
 
 # ---- item 13: transcribe ---------------------------------------------------------------------------------------
