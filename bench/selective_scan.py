@@ -32,7 +32,32 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def alias_kernels() -> None:
+    """Makes ``mamba_jax_kernels`` importable from a checkout that is not installed (``PYTHONPATH=.`` or a
+    device machine where pip cannot install the project): installed, pyproject.toml maps the top-level
+    ``kernels/`` folder to that name; here ``kernels/`` is registered under it, as the same package. An
+    installed ``mamba_jax_kernels`` is left alone."""
+    import importlib.machinery
+    import importlib.util
+
+    if "mamba_jax_kernels" in sys.modules or importlib.util.find_spec("mamba_jax_kernels") is not None:
+        return
+    spec = importlib.machinery.ModuleSpec("mamba_jax_kernels", None, is_package=True)
+    spec.submodule_search_locations = [os.path.join(ROOT, "kernels")]
+    sys.modules["mamba_jax_kernels"] = importlib.util.module_from_spec(spec)
+
+
+def python_cmd() -> list[str]:
+    """This interpreter with the flag that changes what it can import (``-S``: no site packages' .pth files,
+    as in an uninstalled checkout run), so that row processes import what this one does."""
+    return [sys.executable] + (["-S"] if sys.flags.no_site else [])
+
+
+alias_kernels()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -139,14 +164,14 @@ def run_row(spec: dict) -> dict:
     except Exception as exc:  # e.g. out of memory at a big shape: report it, keep going
         sec, mem, error = None, None, f"{type(exc).__name__}: {str(exc)[:120]}"
     floor = floor_bytes(b, l, e, n, dtype.itemsize, spec["mode"])
-    rate = spec["sfu_rate"]
+    rate = spec.get("sfu_rate")
     exp_s = None if not rate else floor_exps(b, l, e, n, spec["mode"]) / rate
     ok = error is None
     peak = peak_device_bytes()
     return dict(B=b, L=l, E=e, N=n, impl=spec["impl"], mode=spec["mode"], dtype=dtype.name,
                 ms=sec * 1e3 if ok else None, floor_MB=floor / 1e6,
                 achieved_GBps=floor / sec / 1e9 if ok else None,
-                pct_copy=100 * floor / sec / spec["copy_bw"] if ok else None,
+                pct_copy=100 * floor / sec / spec["copy_bw"] if ok and spec.get("copy_bw") else None,
                 exp_floor_ms=None if exp_s is None else exp_s * 1e3,
                 x_exp=sec / exp_s if ok and exp_s else None,
                 program_MB=None if mem is None else mem / 1e6,
@@ -155,7 +180,7 @@ def run_row(spec: dict) -> dict:
 
 def run_isolated(spec: dict, timeout: int) -> dict:
     """run_row in a fresh process (its own device peak memory); an error row if it dies or times out."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--_row", json.dumps(spec)]
+    cmd = [*python_cmd(), os.path.abspath(__file__), "--_row", json.dumps(spec)]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("ROW ")]
