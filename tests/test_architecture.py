@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, ...]] = [
     ("mamba_jax_kernels",),  # the Pallas kernels (kernels/): only jax
-    ("mamba_jax.typing", "mamba_jax.compile_cache", "mamba_jax.xla_cpu"),
+    ("mamba_jax.typing", "mamba_jax.compile_cache", "mamba_jax.xla_cpu", "mamba_jax.fileio"),
     ("mamba_jax.ops", "mamba_jax.data", "mamba_jax.metrics", "mamba_jax.tokenizer"),
     ("mamba_jax.layers",),
     ("mamba_jax.models",),

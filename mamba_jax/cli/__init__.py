@@ -37,7 +37,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from mamba_jax import __version__
 from mamba_jax.cli.commands import cmd_configs, cmd_convert, cmd_evaluate, cmd_separate, cmd_transcribe
 from mamba_jax.cli.errors import TRACEBACK_HINT, VERBOSE_ENV, CliError, UsageError, error, one_line, verbose_requested
 from mamba_jax.cli.inputs import expand_inputs
@@ -47,11 +46,21 @@ __all__ = ["TRACEBACK_HINT", "VERBOSE_ENV", "CliError", "UsageError", "build_par
            "one_line", "verbose_requested"]
 
 
+def _version() -> str:
+    """The installed distribution's version (the package root is a higher layer than the CLI)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mamba-jax")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mamba-jax", description="Mamba speech models: separation and ASR.",
                                  epilog="Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted.")
     ap.add_argument("--verbose", action="store_true", help="show tracebacks (also MAMBA_JAX_VERBOSE=1)")
-    ap.add_argument("--version", action="version", version=f"mamba-jax {__version__}",
+    ap.add_argument("--version", action="version", version=f"mamba-jax {_version()}",
                     help="print the version and exit")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
