@@ -5,9 +5,9 @@ venv that holds only the notebook runner (nbclient, ipykernel, nbformat): inside
 from its ``notebooks/``), and outside one (an empty folder, as Colab's ``/content``, cloning this checkout through
 ``MAMBA_JAX_REPO``). A second cell in the same kernel then imports ``mamba_jax``, ``ml_collections`` and ``jax``,
 and every installed distribution that ``constraints.txt`` pins has the pinned version. One venv serves the
-session: its first use installs everything (~4 min on 2 cores, mostly pip), later ones uninstall mamba-jax and
-install it again, so each run of the cell installs. Needs the package index (and so is ``slow``), except the
-error-message test, which runs in this venv's kernel.
+session: its first use installs everything (mostly pip), later ones uninstall mamba-jax and install it again, so
+each run of the cell installs. Needs the package index (and so is ``slow``: ~260 CPU-seconds, 12 minutes on 2
+busy cores), except the error-message test (~4 CPU-seconds), which runs in this venv's kernel.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from nbclient import NotebookClient
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 NAMES = [p.stem for p in NOTEBOOKS]
-IMPORT_CHECK = "import mamba_jax, ml_collections, jax\nimport pathlib\nprint(pathlib.Path(mamba_jax.__file__).resolve())"
+IMPORT_CHECK = ("import mamba_jax, ml_collections, jax\n"
+                "import pathlib\nprint(pathlib.Path(mamba_jax.__file__).resolve())")
 
 
 def install_cell(path: pathlib.Path) -> str:
