@@ -33,6 +33,7 @@ Settings (``configure(...)`` or environment variables, read when the process-wid
                                              kernel's default tiling), unchecked and unmeasured
   enable_on_cpu (configure only)             measure off the GPU too (tests); by default ``auto`` off the GPU
                                              is a fixed path (``selective_scan._resolve_impl``)
+  compile_threads (configure only)           programs compiled at once (8)
   repeats, candidates, timer, broadcast, kernel_hash: test hooks (see ``Autotuner``).
 """
 
@@ -136,6 +137,9 @@ class Bench(Protocol):
     dtype: str  # the dtype name of u
     length: int  # the measured length
 
+    def compile(self, cand: Candidate, mode: str) -> object:
+        """Compiles ``cand``'s program for ``mode`` (from shapes only; called from several threads at once)."""
+
     def run(self, cand: Candidate, mode: str) -> Callable[[], dict[str, jax.Array]]:
         """A callable that runs ``cand`` once (blocking) and returns its outputs ("out", "last_state") and, for
         "fwd+bwd", the gradients ("d<input>") too."""
@@ -208,6 +212,7 @@ class Autotuner:
     timer: Callable[..., float] = median_timer
     broadcast: Callable[[int], int] = broadcast_from_process_0
     kernel_hash: str | None = None
+    compile_threads: int = 8
     measurements: dict = dataclasses.field(default_factory=dict)  # "signature|mode" -> {name: seconds} (passed)
     verdicts: dict = dataclasses.field(default_factory=dict)  # signature -> {name: None (passed) or reason}
     _choices: dict = dataclasses.field(default_factory=dict)  # (signature, mode) -> name
@@ -320,30 +325,44 @@ class Autotuner:
     def _measure(self, bench: Bench, mode: str) -> dict[str, float]:
         """Checks (once per signature) and times each candidate; returns {name: seconds} of those that passed."""
         verdicts = self.verdicts.setdefault(bench.signature, {})
-        ref: dict | str | None = None  # the reference's outputs, or why it failed
+        todo = [c for c in self.candidates if not verdicts.get(c.name)]  # a rejected one is never used again
+        # Compiling dominates the cost (about 2 s of Triton and ptxas per kernel, 4 kernels per candidate's
+        # forward + backward): all the programs are compiled at once, in threads (XLA and Triton release the GIL).
+        unchecked = [c for c in todo if c.name not in verdicts]
+        programs = {(REFERENCE.name, "fwd+bwd"): REFERENCE} if unchecked else {}
+        programs.update({(c.name, "fwd+bwd"): c for c in unchecked})
+        programs.update({(c.name, mode): c for c in todo})
+        with concurrent.futures.ThreadPoolExecutor(max(1, min(len(programs), self.compile_threads))) as pool:
+            compiled = {(n, m): pool.submit(bench.compile, c, m) for (n, m), c in programs.items()}
+        ref: dict | str | None = None
+        if unchecked:
+            try:
+                compiled[REFERENCE.name, "fwd+bwd"].result()
+                ref = bench.run(REFERENCE, "fwd+bwd")()
+            except Exception as e:
+                ref = f"the associative reference failed ({_one_line(e)})"
         times = {}
-        for c in self.candidates:
-            if verdicts.get(c.name):
-                continue  # rejected earlier (in the other mode): never used for this signature
+        for c in todo:
             try:
                 if c.name not in verdicts:
-                    if ref is None:
-                        try:
-                            ref = bench.run(REFERENCE, "fwd+bwd")()
-                        except Exception as e:
-                            ref = f"the associative reference failed ({_one_line(e)})"
                     if isinstance(ref, str):  # nothing to check against: not used
-                        self._reject(bench, mode, c.name, ref)
-                        continue
+                        raise _Rejected(ref)
+                    compiled[c.name, "fwd+bwd"].result()
                     got = ref if c == REFERENCE else bench.run(c, "fwd+bwd")()
                     verdicts[c.name] = mismatch(got, ref, bench.dtype, bench.length)
                     if verdicts[c.name]:
-                        self._reject(bench, mode, c.name, verdicts[c.name])
-                        continue
+                        raise _Rejected(verdicts[c.name])
+                compiled[c.name, mode].result()
                 times[c.name] = float(self.timer(bench.run(c, mode), self.repeats, name=c.name, mode=mode))
+            except _Rejected as e:
+                self._reject(bench, mode, c.name, str(e))
             except Exception as e:  # a compile error, out of memory, a Triton failure: never fatal here
                 self._reject(bench, mode, c.name, _one_line(e))
         return times
+
+
+class _Rejected(Exception):
+    pass
 
 
 _TUNER: Autotuner | None = None
@@ -364,7 +383,8 @@ def get_tuner() -> Autotuner:
 
 def configure(**kwargs) -> Autotuner:
     """Replaces the process-wide tuner: the environment's settings overridden by ``kwargs`` (fields of
-    ``Autotuner``: cache_dir, pin, enabled, enable_on_cpu, repeats, candidates, timer, broadcast, kernel_hash).
+    ``Autotuner``: cache_dir, pin, enabled, enable_on_cpu, repeats, candidates, timer, broadcast, kernel_hash,
+    compile_threads).
     Without arguments: back to the environment's settings."""
     global _TUNER
     _TUNER = Autotuner(**{**_from_env(), **kwargs})

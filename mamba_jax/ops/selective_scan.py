@@ -166,22 +166,38 @@ class _AutoBench:
 
         return scan_autotune.REFERENCE
 
+    def compile(self, cand, mode: str):
+        """``cand``'s program for ``mode``, compiled ahead of time from the shapes alone (the tuner compiles the
+        candidates in parallel threads); raises what the compiler raises."""
+        key = (cand, self.static, mode, self.shapes)
+        if key not in _COMPILED:
+            xs = tuple(None if s is None else jax.ShapeDtypeStruct(*s) for s in self.shapes)
+            if mode == "fwd":
+                _COMPILED[key] = _bench_fwd.lower(cand, self.static, xs).compile()
+            else:
+                cts = jax.eval_shape(lambda *a: _run_candidate(self._ref(), self.static, a, None), *xs)
+                _COMPILED[key] = _bench_fwd_bwd.lower(cand, self.static, xs, cts).compile()
+        return _COMPILED[key]
+
     def run(self, cand, mode: str):
         """A callable running ``cand`` once, blocking: {"out", "last_state"} (+ {"d<input>"} for "fwd+bwd")."""
+        fn = self.compile(cand, mode)
         if self._inputs is None:
             self._inputs = self._make_inputs()
         xs, cts = self._inputs
-        if mode == "fwd":
-            return lambda: jax.block_until_ready(_bench_fwd(cand, self.static, xs))
-        return lambda: jax.block_until_ready(_bench_fwd_bwd(cand, self.static, xs, cts))
+        return (lambda: jax.block_until_ready(fn(xs))) if mode == "fwd" else (
+            lambda: jax.block_until_ready(fn(xs, cts)))
+
+
+# Compiled check/timing programs by (candidate, statics, mode, shapes): a signature's check, its timings and the
+# other mode's (which builds a new _AutoBench) share them; they hold no input arrays.
+_COMPILED: dict = {}
 
 
 def _named(st: _AutoStatic, out) -> dict:
     return dict(zip(("out", "last_state"), out)) if st.return_last_state else {"out": out}
 
 
-# Module-level jits with the candidate static: a signature's check and its timings (and the other mode's, which
-# traces a new _AutoBench) reuse one compiled program per candidate while no input array outlives a bench.
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _bench_fwd(cand, st: _AutoStatic, xs: tuple) -> dict:
     return _named(st, _run_candidate(cand, st, xs, None))

@@ -40,6 +40,13 @@ class FakeBench:
     def __init__(self, outputs: dict, signature: str = "sig", dtype: str = "float32", length: int = 31):
         self.outputs, self.signature, self.dtype, self.length = outputs, signature, dtype, length
         self.runs: list[tuple[str, str]] = []
+        self.compiled: list[tuple[str, str]] = []
+
+    def compile(self, cand, mode):
+        self.compiled.append((cand.name, mode))
+        r = self.outputs.get(cand.name)
+        if isinstance(r, Exception) and "compile" in str(r):
+            raise r
 
     def run(self, cand, mode):
         def go():
@@ -324,5 +331,24 @@ def test_auto_on_gpu_checks_and_times_the_kernel_candidates(tmp_path, caplog):
         g_ref = jax.grad(lambda u: jnp.sum(jnp.sin(f(u, "associative"))))(u)
         np.testing.assert_allclose(g, g_ref, rtol=1e-3, atol=1e-3)
         assert len(os.listdir(tmp_path)) == 2
+    finally:
+        at.configure()
+
+
+@pytest.mark.slow  # ~65 CPU-s: four kernel candidates' forward + backward in interpret mode off the GPU
+def test_the_kernel_candidates_pass_the_check_at_a_ragged_length():
+    """The real candidates (the kernel's block configs, compiled on a GPU, interpret mode elsewhere) against the
+    associative path at L = 63 (bucket 64): all pass, all are timed, and the choice runs."""
+    at.configure(enable_on_cpu=True, cache_dir=None, repeats=1)
+    try:
+        u, dl, A, B, C = _arrays(2, 40, e=32, n=16)
+        f = lambda u, impl: ss.selective_scan(u, dl, A, B, C, D=A[:, 0], z=u, delta_softplus=True, impl=impl)
+        g = jax.jit(jax.grad(lambda u: jnp.sum(jnp.sin(f(u, "auto")))))(u)
+        (verdicts,) = at.get_tuner().verdicts.values()
+        assert verdicts == {c.name: None for c in at.DEFAULT_CANDIDATES}
+        (times,) = at.get_tuner().measurements.values()
+        assert set(times) == {c.name for c in at.DEFAULT_CANDIDATES}
+        g_ref = jax.grad(lambda u: jnp.sum(jnp.sin(f(u, "associative"))))(u)
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-4)
     finally:
         at.configure()
