@@ -51,7 +51,8 @@ _RULES: list[Rule] = [
     ("train.eval_pad_multiple", lambda v: _int(v) and v >= 1, "must be an integer >= 1"),
     ("train.precision", lambda v: v in ("fp32", "bf16"), "must be 'fp32' or 'bf16'"),
     ("optim.name", lambda v: v in ("adam", "adamw"), "must be 'adam' or 'adamw'"),
-    ("optim.lr", lambda v: _finite(v) and v > 0, "must be > 0 (a negative learning rate ascends the loss)"),
+    # 0 is allowed: a run whose weights must not move (tests/training/test_loop.py checks init_from with it)
+    ("optim.lr", lambda v: _finite(v) and v >= 0, "must be >= 0 (a negative learning rate ascends the loss)"),
     ("optim.weight_decay", lambda v: _finite(v) and v >= 0, "must be >= 0"),
     ("optim.b1", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
     ("optim.b2", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
@@ -102,7 +103,7 @@ _RANGES = ("augment.time_drop_count", "augment.time_drop_length", "augment.freq_
 _MODEL_MAY_BE_ZERO = ("num_decoder_layers", "norm_update_until_epoch")
 
 
-def _get(config: ml_collections.ConfigDict, key: str):
+def _get(config: dict, key: str):
     """``(True, value)`` for a dotted key the config has, else ``(False, None)``."""
     node = config
     for part in key.split("."):
@@ -113,7 +114,11 @@ def _get(config: ml_collections.ConfigDict, key: str):
 
 
 def config_problems(config: ml_collections.ConfigDict) -> list[str]:
-    """One ``field=value: rule`` line per out-of-range value of ``config`` (empty when all are valid)."""
+    """One ``field=value: rule`` line per out-of-range value of ``config`` (empty when all are valid).
+
+    Reads a plain-dict copy (``to_dict``), so these reads are not the trainer's: tests/training/
+    test_train_configs.py records which fields the trainer reads."""
+    config = config.to_dict() if hasattr(config, "to_dict") else config
     problems = []
     for key, ok, rule in _RULES:
         present, value = _get(config, key)
@@ -125,7 +130,7 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
                             and 0 <= value[0] <= value[1]):
             problems.append(f"{key}={value!r}: must be a pair (min, max) of integers with 0 <= min <= max")
     if "model" in config:
-        for name, value in sorted(config.model.items()):
+        for name, value in sorted(config["model"].items()):
             if name == "dropout" and not (_finite(value) and 0 <= value < 1):
                 problems.append(f"model.dropout={value!r}: must be in [0, 1)")
             elif _int(value) and value < (0 if name in _MODEL_MAY_BE_ZERO else 1):
