@@ -36,10 +36,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import selective_scan as sscan  # noqa: E402  (registers kernels/ as mamba_jax_kernels when not installed)
-
-ROOT = sscan.ROOT
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
 DEFAULT_JSON = os.path.join(ROOT, "bench", "results", "gpu_check.json")
 # (B, L, E, N, dtype): SepMamba-M-like bf16 batch, a 4 s utterance at E = 1024, SepMamba's first U-Net level.
 SCAN_SHAPES = [(1, 4000, 1024, 16, "float32"), (16, 1024, 1024, 16, "bfloat16"), (1, 16000, 128, 16, "float32")]
@@ -61,6 +59,21 @@ FAMILIES = {
 MIN_S = dict(pytest=60, scan=20, auto=40, family=45)
 
 
+def _sscan():
+    """bench/selective_scan.py (imported in row processes only: it imports jax, and registers ``kernels/`` as
+    ``mamba_jax_kernels`` when the project is not installed)."""
+    if BENCH not in sys.path:
+        sys.path.insert(0, BENCH)
+    import selective_scan
+
+    return selective_scan
+
+
+def python_cmd() -> list[str]:
+    """This interpreter, with ``-S`` if this one has it (a checkout run without site .pth files)."""
+    return [sys.executable] + (["-S"] if sys.flags.no_site else [])
+
+
 def _now() -> float:
     return time.monotonic()
 
@@ -74,7 +87,7 @@ def _rows_from(stdout: str | bytes | None) -> list[dict]:
 def run_worker(kind: str, spec: dict, timeout: float) -> tuple[list[dict], str | None]:
     """Runs ``kind``'s worker on ``spec`` in a fresh process: (the rows it printed, an error or None). Rows
     printed before a crash or the timeout are kept."""
-    cmd = [*sscan.python_cmd(), os.path.abspath(__file__), "--_worker", kind, json.dumps(spec)]
+    cmd = [*python_cmd(), os.path.abspath(__file__), "--_worker", kind, json.dumps(spec)]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 1), cwd=ROOT)
     except subprocess.TimeoutExpired as exc:
@@ -107,21 +120,24 @@ def _error(exc: BaseException) -> str:
 
 
 def worker_scan(spec: dict) -> None:
-    """One (shape, impl): forward then forward+backward, each a ``selective_scan.run_row``."""
+    """Per impl of ``spec["impls"]``: forward then forward+backward, each a ``selective_scan.run_row``."""
+    sscan = _sscan()
     _emit(dict(kind="env", **_device_info()))
-    for mode in ("fwd", "fwd+bwd"):
-        row_spec = dict(spec, mode=mode)
-        try:
-            row = sscan.run_row(row_spec)
-        except Exception as exc:  # e.g. out of memory building the inputs: the row says so
-            row = dict(B=spec["B"], L=spec["L"], E=spec["E"], N=spec["N"], impl=spec["impl"], mode=mode,
-                       dtype=spec["dtype"], ms=None, error=_error(exc))
-        _emit(dict(kind="scan", **row))
+    for impl in spec["impls"]:
+        for mode in ("fwd", "fwd+bwd"):
+            row_spec = dict(spec, impl=impl, mode=mode)
+            try:
+                row = sscan.run_row(row_spec)
+            except Exception as exc:  # e.g. out of memory building the inputs: the row says so
+                row = dict(B=spec["B"], L=spec["L"], E=spec["E"], N=spec["N"], impl=impl, mode=mode,
+                           dtype=spec["dtype"], ms=None, error=_error(exc))
+            _emit(dict(kind="scan", **row))
 
 
 def worker_auto(spec: dict) -> None:
     """``impl="auto"``'s first call with a new signature (fresh autotune cache): its time, a warm call's time,
     and what the tuner measured and chose."""
+    sscan = _sscan()
     import jax
     import jax.numpy as jnp
 
@@ -247,12 +263,13 @@ def worker_family(spec: dict) -> None:
 
 
 def _peak_gb() -> float | None:
-    b = sscan.peak_device_bytes()
+    b = _sscan().peak_device_bytes()
     return None if b is None else b / 1e9
 
 
 def worker_pytest(args: list[str]) -> None:
     """pytest in this process (kernels/ is aliased above, so an uninstalled checkout collects)."""
+    _sscan()
     import pytest
 
     sys.exit(pytest.main(args))
@@ -284,7 +301,7 @@ def part_kernel_tests(budget: Budget, dry: bool) -> dict:
     fd, xml = tempfile.mkstemp(suffix=".xml")
     os.close(fd)
     args = ["-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/kernels", f"--junitxml={xml}"]
-    cmd = [*sscan.python_cmd(), os.path.abspath(__file__), "--_pytest", *args]
+    cmd = [*python_cmd(), os.path.abspath(__file__), "--_pytest", *args]
     t0 = _now()
     out = dict(command="pytest " + " ".join(args[:6]))
     try:
@@ -320,12 +337,13 @@ def _junit(path: str) -> dict:
 
 
 def part_scan(budget: Budget, dry: bool, args) -> tuple[list[dict], dict | None, list[dict]]:
-    """Scan rows (one process per shape x impl) and auto's first call, after the first shape."""
+    """Scan rows and auto's first call, after the first shape. One process per shape x impl on a device (its
+    own peak memory); the dry run shares one per shape (CPU: no peak; process starts are most of its cost)."""
     shapes = DRY_SCAN_SHAPES if dry else SCAN_SHAPES
     rows, envs, auto = [], [], None
     for i, (b, l, e, n, dtype) in enumerate(shapes):
-        for impl in IMPLS:
-            spec = dict(B=b, L=l, E=e, N=n, impl=impl, dtype=dtype, repeats=args.repeats, iters=args.iters,
+        for group in [list(IMPLS)] if dry else [[impl] for impl in IMPLS]:
+            spec = dict(B=b, L=l, E=e, N=n, impls=group, dtype=dtype, repeats=args.repeats, iters=args.iters,
                         block_config={}, copy_bw=None, sfu_rate=None)
             if not budget.fits("scan"):
                 got, err = [], _skip("scan", budget)
@@ -333,10 +351,11 @@ def part_scan(budget: Budget, dry: bool, args) -> tuple[list[dict], dict | None,
                 got, err = run_worker("scan", spec, budget.left() - 5)
             envs += [r for r in got if r["kind"] == "env"]
             got = [r for r in got if r["kind"] == "scan"]
-            for mode in ("fwd", "fwd+bwd"):
-                if not any(r["mode"] == mode for r in got):
-                    got.append(dict(kind="scan", B=b, L=l, E=e, N=n, impl=impl, mode=mode, dtype=dtype, ms=None,
-                                    error=err or "no row printed"))
+            for impl in group:
+                for mode in ("fwd", "fwd+bwd"):
+                    if not any(r["impl"] == impl and r["mode"] == mode for r in got):
+                        got.append(dict(kind="scan", B=b, L=l, E=e, N=n, impl=impl, mode=mode, dtype=dtype,
+                                        ms=None, error=err or "no row printed"))
             rows += got
         if i == 0:
             auto, env = part_auto(budget, dry, args)
@@ -486,6 +505,7 @@ def main() -> None:
         worker_pytest(sys.argv[2:])
         return
     if len(sys.argv) == 4 and sys.argv[1] == "--_worker":
+        _sscan()  # the checkout on sys.path and kernels/ aliased before any mamba_jax import
         dict(scan=worker_scan, auto=worker_auto, family=worker_family)[sys.argv[2]](json.loads(sys.argv[3]))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -520,9 +540,9 @@ def main() -> None:
     parts = ["1", "2"] if args.part == "all" else [args.part]
     budget_s = args.budget or (900 if dry else 285 if len(parts) == 1 else 235)
     scale = 0.05 if dry else 1.0
-    import jax  # the version only: this process never starts a backend (rows run in their own processes)
+    from importlib.metadata import version  # this process never imports jax: rows run in their own processes
 
-    print(f"gpu_check: part(s) {', '.join(parts)}, {budget_s:.0f} s each, jax {jax.__version__}"
+    print(f"gpu_check: part(s) {', '.join(parts)}, {budget_s:.0f} s each, jax {version('jax')}"
           + (", dry run (tiny shapes)" if dry else "") + f" -> {args.json}", flush=True)
     data = {}
     for part in parts:
