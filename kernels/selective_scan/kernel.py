@@ -10,7 +10,7 @@ axis) inside a thread and spreads BD over lanes: the scan is serial in registers
 
 The time chunks make a small batch fill the GPU: the wrapper (``ops.py``) first runs every chunk from a zero
 state (``write_y=False``: chunk end states and the chunk's sum of delta, whose ``exp2(A*log2e*sum)`` is the
-chunk's total decay), combines the chunk boundary states in JAX (a short sequential scan over chunks), then
+chunk's total decay), combines the chunk boundary states in JAX (``lax.associative_scan``, log depth), then
 runs the chunks again from the corrected start states. One chunk (c = 0 only) is the plain sequential kernel.
 
 Layouts (the wrapper normalises to them; states are stored N-major so a state tile is contiguous in E):
@@ -40,20 +40,36 @@ f32 = jnp.float32
 LN2 = math.log(2.0)
 LOG2E = math.log2(math.e)
 
-# exp2 and log2 lower to single MUFU instructions (libdevice's exp2f/log2f); exp, log1p and the logistic
-# lower to longer, accurate libdevice sequences. The [T, N, BD] work (the decays) uses exp2; the softplus of
-# delta and its derivative are per (t, e), N times rarer, and use the accurate forms.
+# exp2 lowers to one MUFU instruction (libdevice's exp2f); exp, log1p and the logistic lower to longer, accurate
+# libdevice sequences. The [T, N, BD] work (the decays) uses exp2; the softplus of delta and its derivative are
+# per (t, e), N times rarer, and use an accurate exp and a polynomial log1p.
 
 
 def _softplus(x):
-    """mamba_ssm's ``log1p(exp(x))`` below 20, identity above (exp would overflow in fp32 near 89). log1p
-    keeps ~1 ulp where exp(x) is tiny (x << 0): ``log2(1 + exp2(x))`` loses it all below about -17."""
-    return jnp.where(x <= 20.0, jnp.log1p(jnp.exp(jnp.minimum(x, 20.0))), x)
+    """softplus(x) = log(1 + exp(x)), to ~2e-7 relative for every fp32 x (see ``_softplus_and_grad``)."""
+    return _softplus_and_grad(x)[0]
 
 
-def _softplus_grad(x):
-    """d softplus / dx = sigmoid(x), with an accurate exp: exp2(x * log2 e) is off by ~|x| * 6e-8 relative."""
-    return 1.0 / (1.0 + jnp.exp(-x))
+# log1p(v) / v on [0, 1] as a degree-9 polynomial in v (Chebyshev least-squares fit in float64, power basis,
+# constant term first): 5e-9 relative in exact arithmetic, 1.5e-7 evaluated by Horner in fp32. No division.
+_LOG1P_OVER_V = (0.9999999953848524, -0.4999990399276442, 0.3333000403523317, -0.2495455887119918,
+                 0.19678117256960198, -0.15311863104065326, 0.10614264690447817, -0.057064200797752256,
+                 0.01990716094695744, -0.0032563784779003984)
+
+
+def _softplus_and_grad(x):
+    """(softplus(x), its derivative sigmoid(x)) from one accurate v = exp(-|x|) in (0, 1].
+
+    softplus(x) = max(x, 0) + log1p(v), with log1p(v) = v * poly(v): about 2e-7 relative for every fp32 x,
+    also where v is tiny (x << 0), where ``log2(1 + exp2(x))`` fails (6e-5 off at Mamba's dt_min, x = -6.9; 0
+    below -17). Above x = 20 it is x to within 2e-9 relative (mamba_ssm's identity branch). libdevice's log1pf
+    would cost about twice the instructions; exp2(x log2 e) would be off by ~|x| * 6e-8 relative."""
+    v = jnp.exp(jnp.minimum(x, -x))
+    poly = _LOG1P_OVER_V[-1]
+    for c in _LOG1P_OVER_V[-2::-1]:
+        poly = poly * v + c
+    softplus = jnp.maximum(x, 0.0) + v * poly
+    return softplus, jnp.where(x >= 0.0, 1.0, v) / (1.0 + v)
 
 
 def _sigmoid(x):
@@ -75,12 +91,12 @@ def _store(ref, t0, value, mask):
     plgpu.store(ref.at[pl.ds(t0, value.shape[0]), :], value.astype(ref.dtype), mask=m)
 
 
-def _row(x, index):
+def _row(x, index, keepdims=False):
     """x[index] of a [T, ...] value as a masked sum (Triton-Pallas has no static slicing of values). T lies in
     one thread, so the mask is a per-register constant, and -0.0 (x + -0.0 == x) lets LLVM fold the sum
     away: this is a register pick."""
     t = jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)
-    return jnp.sum(jnp.where(t == index, x, -0.0), axis=0)
+    return jnp.sum(jnp.where(t == index, x, -0.0), axis=0, keepdims=keepdims)
 
 
 def _at_row(x, index, value):
@@ -89,11 +105,22 @@ def _at_row(x, index, value):
     return x + jnp.where(t == index, value, -0.0)
 
 
+def _shift_up(x, last):
+    """y[t] = x[t + 1] for t < T - 1 and y[T - 1] = last[0], for x [T, ...] and last [1, ...]. T lies in one
+    thread, so the masked sum folds to register moves (as in ``_row``)."""
+    T = x.shape[0]
+    shape = (T, T) + (1,) * (x.ndim - 1)
+    dst = jax.lax.broadcasted_iota(jnp.int32, shape, 0)
+    src = jax.lax.broadcasted_iota(jnp.int32, shape, 1)
+    y = jnp.sum(jnp.where(src == dst + 1, x[None], -0.0), axis=1)
+    return _at_row(y, T - 1, last)
+
+
 def _delta_tile(dt_ref, bias, t0, T, valid, softplus):
-    """(delta after bias and softplus, zero on padded rows; the pre-softplus value), both [T, BD]."""
+    """(delta after bias and softplus, zero on padded rows; d delta / d pre-softplus or None), both [T, BD]."""
     pre = _load(dt_ref, t0, T, valid) + bias[None, :]
-    dt = _softplus(pre) if softplus else pre
-    return jnp.where(valid[:, None], dt, 0.0), pre
+    dt, grad = _softplus_and_grad(pre) if softplus else (pre, None)
+    return jnp.where(valid[:, None], dt, 0.0), grad
 
 
 # --------------------------------------------------------------------------------------------- forward
@@ -116,14 +143,14 @@ def _fwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, write_y, sav
     steps = jax.lax.broadcasted_iota(jnp.int32, (T,), 0)
 
     def tile(k, carry):
-        h, dtsum = carry  # [N, BD], [BD]
+        h, dtsum = carry  # [1, N, BD], [BD]
         i = first + k
         t0 = i * T
         valid = t0 + steps < length  # [T]
         if save_states:
             @pl.when(i < n_tiles)
             def _():
-                hs_ref[i, :, :] = h
+                hs_ref[i, :, :] = jnp.sum(h, axis=0)
 
         dt, _ = _delta_tile(dt_ref, bias, t0, T, valid, softplus)  # [T, BD]
         u = _load(u_ref, t0, T, valid)  # [T, BD]
@@ -132,7 +159,7 @@ def _fwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, write_y, sav
         inp = (dt * u)[:, None, :] * bt[:, :, None]  # [T, N, BD]
         # The carried state enters through the first step's input (h_0 = decay_0 h + inp_0), so the running
         # products of the decays are unused and compiled away.
-        _, hs = linear_recurrence(decay, _at_row(inp, 0, decay * h[None]), axis=0)  # h_t, [T, N, BD]
+        _, hs = linear_recurrence(decay, _at_row(inp, 0, decay * h), axis=0)  # h_t, [T, N, BD]
         if write_y:
             ct = _load(c_ref, t0, T, valid)  # [T, N]
             y = jnp.sum(hs * ct[:, :, None], axis=1) + d[None, :] * u  # [T, BD]
@@ -142,10 +169,13 @@ def _fwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, write_y, sav
             _store(y_ref, t0, y, valid)
         else:
             dtsum = dtsum + jnp.sum(dt, axis=0)
-        return _row(hs, T - 1), dtsum
+        return _row(hs, T - 1, keepdims=True), dtsum
 
-    h, dtsum = jax.lax.fori_loop(0, tiles_per_chunk, tile, (h0_ref[...].astype(f32), jnp.zeros_like(bias)))
-    hend_ref[...] = h
+    # The state is carried as [1, N, BD], in the tile's layout, so that Triton does not convert it to and from
+    # a load layout every iteration.
+    init = (h0_ref[...].astype(f32)[None], jnp.zeros_like(bias))
+    h, dtsum = jax.lax.fori_loop(0, tiles_per_chunk, tile, init)
+    hend_ref[...] = jnp.sum(h, axis=0)
     if not write_y:
         dtsum_ref[...] = dtsum
 
@@ -200,8 +230,9 @@ def scan_fwd(u, delta, At, B, C, D, bias, h_in, z, *, T, bd, tiles_per_chunk, so
 #
 # With g_t = dL/dh_t (total) and decay_t = exp(delta_t A), the state gradient runs backwards as
 #     g_t = decay_{t+1} * g_{t+1} + dy_t * C_t,        g_L = dL/d(last state), decay_L = 1,
-# a reverse linear recurrence over the decays shifted by one step (the delta tile is loaded again one row
-# later). With h_t recomputed from the saved tile-start state, every gradient is a tile expression:
+# a reverse linear recurrence over the decays shifted by one step: the full pass shifts the tile's own decays
+# in registers (``_shift_up``) and carries the next tile's first decay; the state-gradient-only pass of the
+# time chunks loads the delta tile one row later instead (it also needs the shifted sum). With h_t recomputed from the saved tile-start state, every gradient is a tile expression:
 #     w_t      = g_t * (h_t - delta_t u_t B_t)   (= g_t * decay_t * h_{t-1}, no shifted h needed)
 #     ddelta_t = sum_n w_t A + u_t sum_n g_t B_t   (times sigmoid(pre) under softplus)
 #     du_t     = delta_t sum_n g_t B_t + D dy_t,   dB_t = sum_e g_t delta_t u_t,   dC_t = sum_e dy_t h_t
@@ -229,12 +260,10 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
     steps = jax.lax.broadcasted_iota(jnp.int32, (T,), 0)
 
     def tile(k, carry):
-        g_next, da_acc, dd_acc, db_acc = carry  # g_{t0+T} [N, BD]; accumulators [N, BD], [BD], [BD]
+        g_next, da_acc, dd_acc, db_acc, decay_after = carry  # g_{t0+T} and decay_{t0+T} [1, N, BD]; accumulators
         i = first + tiles_per_chunk - 1 - k  # tiles in reverse order
         t0 = i * T
         valid = t0 + steps < length
-        valid_next = t0 + 1 + steps < length
-        dt_next, _ = _delta_tile(dt_ref, bias, t0 + 1, T, valid_next, softplus)  # delta_{t+1}, [T, BD]
         dout = _load(dout_ref, t0, T, valid)  # [T, BD]
         ct = _load(c_ref, t0, T, valid)  # [T, N]
         if has_z:
@@ -243,25 +272,32 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
             dy = dout * zt * sig
         else:
             dy = dout
-        decay_next = jnp.exp2(dt_next[:, None, :] * at[None])  # [T, N, BD]
-        dyc = _at_row(dy[:, None, :] * ct[:, :, None], T - 1, decay_next * g_next[None])
+        if carry_only:
+            valid_next = t0 + 1 + steps < length
+            dt_next, _ = _delta_tile(dt_ref, bias, t0 + 1, T, valid_next, softplus)  # delta_{t+1}, [T, BD]
+            decay_next = jnp.exp2(dt_next[:, None, :] * at[None])  # [T, N, BD]
+        else:
+            dt, dsoftplus = _delta_tile(dt_ref, bias, t0, T, valid, softplus)
+            decay = jnp.exp2(dt[:, None, :] * at[None])  # [T, N, BD]
+            decay_next = _shift_up(decay, decay_after)
+        dyc = _at_row(dy[:, None, :] * ct[:, :, None], T - 1, decay_next * g_next)
         _, g = linear_recurrence(decay_next, dyc, axis=0, reverse=True)  # g_t, [T, N, BD]
         if carry_only:
-            return _row(g, 0), da_acc, dd_acc, db_acc + jnp.sum(dt_next, axis=0)
+            return _row(g, 0, keepdims=True), da_acc, dd_acc, db_acc + jnp.sum(dt_next, axis=0), decay_after
 
-        dt, pre = _delta_tile(dt_ref, bias, t0, T, valid, softplus)
         u = _load(u_ref, t0, T, valid)
         bt = _load(b_ref, t0, T, valid)  # [T, N]
         dtu = dt * u  # [T, BD]
-        decay = jnp.exp2(dt[:, None, :] * at[None])
         inp = dtu[:, None, :] * bt[:, :, None]
-        p, hl = linear_recurrence(decay, inp, axis=0)
-        h = hl + p * hs_ref[jnp.minimum(i, n_tiles - 1), :, :][None]  # h_t, [T, N, BD]
+        # As in the forward, the saved tile-start state enters through the first step's input, so the running
+        # products of the decays are not needed.
+        h_start = hs_ref[jnp.minimum(i, n_tiles - 1), :, :]  # [N, BD]
+        _, h = linear_recurrence(decay, _at_row(inp, 0, decay * h_start[None]), axis=0)  # h_t, [T, N, BD]
         w = g * (h - inp)
         gb = jnp.sum(g * bt[:, :, None], axis=1)  # [T, BD]: dL/d(delta u)
         ddt = jnp.sum(w * at[None], axis=1) * LN2 + gb * u
         if softplus:
-            ddt = ddt * _softplus_grad(pre)
+            ddt = ddt * dsoftplus
         ddt = jnp.where(valid[:, None], ddt, 0.0)
         _store(ddt_ref, t0, ddt, valid)
         _store(du_ref, t0, gb * dt + d[None, :] * dy, valid)
@@ -273,18 +309,23 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
         rows = (pl.ds(t0, T), slice(None))
         plgpu.atomic_add(db_ref, rows, jnp.sum(g * dtu[:, None, :], axis=2))  # [T, N]
         plgpu.atomic_add(dc_ref, rows, jnp.sum(h * dy[:, None, :], axis=2))
-        da_acc = da_acc + jnp.sum(w * dt[:, None, :], axis=0)
+        da_acc = da_acc + jnp.sum(w * dt[:, None, :], axis=0, keepdims=True)
         dd_acc = dd_acc + jnp.sum(dy * u, axis=0)
-        return _row(g, 0), da_acc, dd_acc, db_acc + jnp.sum(ddt, axis=0)
+        return _row(g, 0, keepdims=True), da_acc, dd_acc, db_acc + jnp.sum(ddt, axis=0), _row(decay, 0, True)
 
     zeros_d = jnp.zeros_like(bias)
-    init = (gend_ref[...].astype(f32), jnp.zeros_like(at), zeros_d, zeros_d)
-    g, da_acc, dd_acc, db_acc = jax.lax.fori_loop(0, tiles_per_chunk, tile, init)
-    gstart_ref[...] = g
+    # [1, N, BD] carries, in the tile's layout (see the forward).
+    # decay_{t0+T} of the chunk's last tile: the first step after the chunk (1 past L, where delta is 0).
+    t_after = (first + tiles_per_chunk) * T
+    dt_after, _ = _delta_tile(dt_ref, bias, t_after, T, t_after + steps < length, softplus)
+    decay_after = _row(jnp.exp2(dt_after[:, None, :] * at[None]), 0, keepdims=True)
+    init = (gend_ref[...].astype(f32)[None], jnp.zeros_like(at)[None], zeros_d, zeros_d, decay_after)
+    g, da_acc, dd_acc, db_acc, _ = jax.lax.fori_loop(0, tiles_per_chunk, tile, init)
+    gstart_ref[...] = jnp.sum(g, axis=0)
     if carry_only:
         dtsum_ref[...] = db_acc
     else:
-        da_ref[...] = da_acc
+        da_ref[...] = jnp.sum(da_acc, axis=0)
         dd_ref[...] = dd_acc
         dbias_ref[...] = db_acc
 

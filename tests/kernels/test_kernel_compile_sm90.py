@@ -2,8 +2,9 @@
 Triton IR compiled for sm_90 by the ``triton`` wheel's compiler and ptxas (``bench/kernel_report.py``).
 
 Fails on any lowering or compile error, on a register spill (local-memory stack or LDL/STL instructions), and
-if the forward hot loop of the Mamba-block kernel grows past a third of the first kernel's (41.4 instructions
-per (t, e, n) element, BENCHMARKS.md).
+if the hot loops of the Mamba-block kernels (z, D, delta_bias, softplus) at (16, 1024, 1024) bf16 and at
+SepMamba's first level (1, 16000, 128) fp32 grow past the limits below, in SASS instructions per (t, e, n)
+element (BENCHMARKS.md). It prints the figures (``pytest -s`` or ``-rP`` shows them).
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ from mamba_jax.ops.scan_autotune import DEFAULT_CANDIDATES
 from mamba_jax_kernels.selective_scan import BlockConfig, selective_scan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Kernel v1 (one time step per iteration) at (16, 1024, 1024) bf16, bench/kernel_report.py, BENCHMARKS.md.
-V1_FWD_PER_ELEMENT = 41.4
-V1_BWD_PER_ELEMENT = 134.0
+# Kernel v1 (one time step per iteration) at (16, 1024, 1024) bf16: 41.4 forward, 134.0 backward; v2: 12.9 and
+# 67.3 (bench/kernel_report.py, BENCHMARKS.md). Issue 31 asks for at most 12.5 forward (met: 12.4) and 35
+# backward. The backward is not there: about 16 of its instructions per element are the dB/dC sums over the
+# block's channels, which Triton reduces across lanes with one SHFL + FADD per value and level, and this
+# Pallas-Triton kernel cannot choose a layout that keeps channels in registers. The limit is what v3 reaches,
+# so that it cannot regress.
+FWD_LIMIT = 12.5
+BWD_LIMIT = 62.0
 
 
 def _report_module():
@@ -41,6 +47,7 @@ VARIANTS = [
     ("bf16-block-chunked", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), True, BlockConfig()),
     ("bf16-block-fwd-only", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), False, BlockConfig()),
     ("bf16-block-B16", dict(b=16, l=1024, e=1024, g=None, dtype="bfloat16", full=True), True, BlockConfig()),
+    ("f32-block-L16000", dict(b=1, l=16000, e=128, g=None, dtype="float32", full=True), True, BlockConfig()),
     ("f32-bare-G2-one-chunk", dict(b=16, l=128, e=2048, g=2, dtype="float32", full=False), True, BlockConfig()),
     ("f32-E72-N3", dict(b=2, l=50, e=72, g=None, dtype="float32", full=True, n=3), True, BlockConfig()),
 ] + [(f"bf16-block-chunked-auto{i}", dict(b=1, l=300, e=64, g=None, dtype="bfloat16", full=True), True, cfg)
@@ -76,8 +83,10 @@ def test_every_variant_compiles_for_sm90_without_spills(compiled):
         assert loop["loops"] >= 1, key  # the time loop survived as a loop
 
 
-def test_forward_hot_loop_is_a_third_of_v1(compiled):
-    _, loop = compiled[("bf16-block-B16", "selective_scan_fwd")]
-    assert loop["per_element"] <= V1_FWD_PER_ELEMENT / 3, loop
-    _, loop = compiled[("bf16-block-B16", "selective_scan_bwd")]
-    assert loop["per_element"] <= V1_BWD_PER_ELEMENT, loop  # v2's is about half; guard against regressions
+@pytest.mark.parametrize("variant", ["bf16-block-B16", "f32-block-L16000"])
+def test_hot_loop_instructions_per_element(compiled, variant):
+    """SASS instructions per (t, e, n) element in the hot loops of the forward and backward kernels."""
+    figures = {kernel: loop["per_element"] for (name, kernel), (_, loop) in compiled.items() if name == variant}
+    print(f"\n{variant}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(figures.items())))
+    assert figures["selective_scan_fwd"] <= FWD_LIMIT, figures
+    assert figures["selective_scan_bwd"] <= BWD_LIMIT, figures
