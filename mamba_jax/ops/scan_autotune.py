@@ -244,7 +244,14 @@ class Autotuner:
                 # reaches this point for the same keys in the same order (the same program is traced), so the
                 # broadcasts pair up; only process 0's cache and timings count.
                 def decide() -> int:
-                    mine = self._decide(bench, mode) if jax.process_index() == 0 else -1
+                    mine = -1
+                    if jax.process_index() == 0:
+                        try:
+                            mine = self._decide(bench, mode)
+                        except Exception as e:  # still broadcast: the other processes are waiting for it
+                            log.warning("selective_scan auto: deciding for %s (%s) failed: %s; using %s",
+                                        bench.signature, mode, _one_line(e), REFERENCE.name)
+                            mine = self._names().index(REFERENCE.name)
                     return self.broadcast(mine)
 
                 with concurrent.futures.ThreadPoolExecutor(1) as pool:
