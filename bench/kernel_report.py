@@ -172,6 +172,7 @@ def _cases():
         ("mamba-block bf16 B=16 L=1024 E=1024", dict(b=16, l=1024, e=1024, g=None, dtype="bfloat16", full=True)),
         ("mamba-block bf16 B=1 L=4000 E=1024", dict(b=1, l=4000, e=1024, g=None, dtype="bfloat16",
                                                                   full=True)),
+        ("mamba-block fp32 B=1 L=16000 E=128", dict(b=1, l=16000, e=128, g=None, dtype="float32", full=True)),
         ("bare fp32 G=2 B=2 L=300 E=128", dict(b=2, l=300, e=128, g=2, dtype="float32", full=False)),
     ]
 

@@ -232,7 +232,8 @@ def scan_fwd(u, delta, At, B, C, D, bias, h_in, z, *, T, bd, tiles_per_chunk, so
 #     g_t = decay_{t+1} * g_{t+1} + dy_t * C_t,        g_L = dL/d(last state), decay_L = 1,
 # a reverse linear recurrence over the decays shifted by one step: the full pass shifts the tile's own decays
 # in registers (``_shift_up``) and carries the next tile's first decay; the state-gradient-only pass of the
-# time chunks loads the delta tile one row later instead (it also needs the shifted sum). With h_t recomputed from the saved tile-start state, every gradient is a tile expression:
+# time chunks loads the delta tile one row later instead (it also needs the shifted sum). With h_t recomputed
+# from the saved tile-start state, every gradient is a tile expression:
 #     w_t      = g_t * (h_t - delta_t u_t B_t)   (= g_t * decay_t * h_{t-1}, no shifted h needed)
 #     ddelta_t = sum_n w_t A + u_t sum_n g_t B_t   (times sigmoid(pre) under softplus)
 #     du_t     = delta_t sum_n g_t B_t + D dy_t,   dB_t = sum_e g_t delta_t u_t,   dC_t = sum_e dy_t h_t
