@@ -1,6 +1,6 @@
 """``impl="auto"``: per shape signature, the fastest selective-scan candidate whose numbers are right.
 
-For a new signature (batch, length bucket, widths, dtypes, optional inputs; see ``selective_scan._auto_bench``)
+For a new signature (batch, length bucket, widths, dtypes, optional inputs; see ``selective_scan._AutoBench``)
 and mode (``"fwd"``: inference, the call is not differentiated; ``"fwd+bwd"``: training), the tuner
 
 1. checks every candidate against the pure-JAX ``associative`` path on random inputs of the signature: outputs,

@@ -116,7 +116,7 @@ def _run_candidate(cand, st: _AutoStatic, xs: tuple, sharding: ScanSharding | No
 
 class _AutoBench:
     """Random inputs of one signature at the bucket's measured length (``scan_autotune.Bench``): per-device
-    shapes under a ``ScanSharding``, the global shapes without one (see ``_auto_bench``)."""
+    shapes under a ``ScanSharding``, the global shapes without one (docs/mamba.md, "impl='auto'")."""
 
     def __init__(self, xs: tuple, st: _AutoStatic):
         from mamba_jax.ops import scan_autotune
@@ -150,12 +150,13 @@ class _AutoBench:
         # drawn on the host: no compile per shape.
         rng = np.random.default_rng(0)
 
-        def normal(shape, dtype, sd=1.0, f=lambda x: x):
-            return jnp.asarray(f(sd * rng.standard_normal(shape)).astype(np.float32), dtype)
+        def normal(shape, dtype, sd=1.0, negexp=False):
+            x = sd * rng.standard_normal(shape)
+            return jnp.asarray((-np.exp(x) if negexp else x).astype(np.float32), dtype)
 
         scale = dict(delta=0.5, A=0.5, delta_bias=0.3)
-        xs = tuple(None if sd is None else normal(*sd, scale.get(name, 1.0), (lambda a: -np.exp(a)) if name == "A"
-                                                  else (lambda a: a)) for name, sd in zip(_INPUTS, self.shapes))
+        xs = tuple(None if s is None else normal(*s, scale.get(name, 1.0), negexp=name == "A")
+                   for name, s in zip(_INPUTS, self.shapes))
         out = jax.eval_shape(lambda *a: _run_candidate(self._ref(), self.static, a, None), *xs)
         cts = jax.tree.map(lambda o: normal(o.shape, o.dtype), out)
         return xs, cts
