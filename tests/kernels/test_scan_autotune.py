@@ -155,6 +155,46 @@ def test_disk_cache_is_keyed_by_the_kernel_source(tmp_path):
         FakeBench({}), "fwd+bwd").name == "b"
 
 
+def test_concurrent_writers_never_expose_a_partial_entry(tmp_path):
+    """Writers racing on one entry (as processes sharing a cache folder would) while a reader reads it: every read
+    sees a whole entry (written to a temporary file, then renamed), and no temporary file is left behind."""
+    import threading
+
+    t = tuner(FakeTimer({}), cache_dir=str(tmp_path))
+    key = t._entry_key("sig", "fwd")
+    big = {f"c{i}": float(i) for i in range(2000)}  # a large entry: a torn write would be visible
+    stop, seen = threading.Event(), []
+
+    def write(name):
+        while not stop.is_set():
+            t._save(key, dict(choice=name, times=big, rejected={}))
+
+    path = t._entry_path(key)
+
+    def read():
+        while not stop.is_set():
+            try:
+                with open(path) as fh:
+                    text = fh.read()
+            except FileNotFoundError:  # not written yet
+                continue
+            try:
+                seen.append(json.loads(text)["choice"])
+            except ValueError:
+                seen.append("torn")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in ("a", "b")] + [threading.Thread(target=read)]
+    for th in threads:
+        th.start()
+    threading.Event().wait(0.5)
+    stop.set()
+    for th in threads:
+        th.join()
+    assert seen and set(seen) <= {"a", "b"}, set(seen)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+    assert len(list(tmp_path.iterdir())) == 1
+
+
 def test_kernel_source_hash_follows_the_files(tmp_path):
     src = os.path.dirname(importlib.import_module("mamba_jax_kernels.selective_scan").__file__)
     shutil.copytree(src, tmp_path / "k", ignore=shutil.ignore_patterns("__pycache__"))
