@@ -30,6 +30,9 @@ gc.set_threshold(100_000, 20, 100)
 # The CLI and Separator.from_checkpoint turn on a persistent compilation cache under ~/.cache; tests stay hermetic.
 os.environ.setdefault("MAMBA_JAX_COMPILATION_CACHE", "0")
 
+# On a GPU, impl="auto" measures its candidates and caches the choices under ~/.cache by default
+# (mamba_jax/ops/scan_autotune.py); the suite keeps its choices in the run's temporary folder (pytest_configure).
+
 # Compiling dominates the suite on CPU (the smoke programs then run for a few steps): LLVM optimisation level 0
 # compiles a SepMamba smoke training run in ~35% less CPU time. Set before JAX starts its backend, and inherited
 # by every subprocess (tests that set XLA_FLAGS for a subprocess append to this value).
@@ -69,6 +72,10 @@ def pytest_configure(config):
         folder = config._tmp_path_factory.getbasetemp() / "jax-compilation-cache"
         folder.mkdir(exist_ok=True)
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+    if os.environ.get("MAMBA_JAX_SCAN_AUTOTUNE_DIR") is None and "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = config._tmp_path_factory.getbasetemp() / "scan-autotune"
+        folder.mkdir(exist_ok=True)
+        os.environ["MAMBA_JAX_SCAN_AUTOTUNE_DIR"] = str(folder)
     if os.environ.get("JAX_COMPILATION_CACHE_DIR") and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
