@@ -26,10 +26,8 @@ On a machine without internet (the device machine) see ``tools/gpu_wheels.sh`` f
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -38,11 +36,12 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
+sys.path.insert(0, BENCH)
+from gpu_check_results import IMPLS, host_info, merge, tables  # noqa: E402
 DEFAULT_JSON = os.path.join(ROOT, "bench", "results", "gpu_check.json")
 # (B, L, E, N, dtype): SepMamba-M-like bf16 batch, a 4 s utterance at E = 1024, SepMamba's first U-Net level.
 SCAN_SHAPES = [(1, 4000, 1024, 16, "float32"), (16, 1024, 1024, 16, "bfloat16"), (1, 16000, 128, 16, "float32")]
 DRY_SCAN_SHAPES = [(1, 32, 64, 16, "float32")]
-IMPLS = ("pallas", "associative", "sequential")
 AUTO_SHAPE = (1, 4000, 1024, 16, "float32")
 DRY_AUTO_SHAPE = (1, 32, 64, 16, "float32")
 # name -> (config, published forward (ms, GB) on 4 s at batch 1 or None)
@@ -161,7 +160,7 @@ def worker_auto(spec: dict) -> None:
             t0 = time.perf_counter()
             jax.block_until_ready(fn(*args))
             first = time.perf_counter() - t0
-            warm, _ = sscan.time_fn(lambda *a: fn(*a), args, spec["repeats"], spec["iters"])
+            warm, _ = sscan.time_fn(lambda *a: fn(*a), args, spec["repeats"], spec["iters"], spec.get("max_s"))
             out[mode] = dict(first_call_s=first, warm_ms=warm * 1e3)
         except Exception as exc:
             out[mode] = dict(error=_error(exc))
@@ -295,25 +294,36 @@ def _skip(what: str, budget: Budget) -> str:
     return f"skipped: {budget.left():.0f} s left of the part budget, {what} needs ~{MIN_S[what] * budget.scale:.0f} s"
 
 
-def part_kernel_tests(budget: Budget, dry: bool) -> dict:
+def part_kernel_tests(budget: Budget, dry: bool, tests_s: float) -> dict:
     if not budget.fits("pytest"):
         return dict(error=_skip("pytest", budget))
     fd, xml = tempfile.mkstemp(suffix=".xml")
     os.close(fd)
-    args = ["-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/kernels", f"--junitxml={xml}"]
+    args = ["-v", "-p", "no:cacheprovider", "-m", "gpu", "tests/kernels", f"--junitxml={xml}"]
     cmd = [*python_cmd(), os.path.abspath(__file__), "--_pytest", *args]
     t0 = _now()
-    out = dict(command="pytest " + " ".join(args[:6]))
+    out = dict(command="pytest " + " ".join(args[1:6]))
+    # At most half the part: the scan rows after it matter as much.
+    limit = max(min(budget.left() - 5, tests_s), 1)
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=max(budget.left() - 5, 1), cwd=ROOT)
-        out["exit_code"] = r.returncode
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, cwd=ROOT)
+        out["exit_code"], stdout = r.returncode, r.stdout
         out["tail"] = r.stdout.strip().splitlines()[-1:] if r.stdout.strip() else r.stderr.strip()[-300:]
-    except subprocess.TimeoutExpired:
-        out["error"] = "timeout (part budget)"
+    except subprocess.TimeoutExpired as exc:
+        out["error"] = f"timeout after {limit:.0f} s: the counts are of the tests that finished"
+        stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
     out["wall_s"] = _now() - t0
-    out.update(_junit(xml))
+    # junit is written at the end only; a killed run's counts come from pytest -v's lines.
+    out.update(_junit(xml) or _verbose_counts(stdout))
     os.unlink(xml)
     return out
+
+
+def _verbose_counts(stdout: str) -> dict:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("tests/") and "::" in ln]
+    count = lambda word: sum(f" {word}" in ln for ln in lines)
+    return dict(passed=count("PASSED"), failed=count("FAILED") + count("ERROR"), skipped=count("SKIPPED"),
+                failures=[ln.split(" ")[0] for ln in lines if " FAILED" in ln or " ERROR" in ln])
 
 
 def _junit(path: str) -> dict:
@@ -344,7 +354,7 @@ def part_scan(budget: Budget, dry: bool, args) -> tuple[list[dict], dict | None,
     for i, (b, l, e, n, dtype) in enumerate(shapes):
         for group in [list(IMPLS)] if dry else [[impl] for impl in IMPLS]:
             spec = dict(B=b, L=l, E=e, N=n, impls=group, dtype=dtype, repeats=args.repeats, iters=args.iters,
-                        block_config={}, copy_bw=None, sfu_rate=None)
+                        block_config={}, copy_bw=None, sfu_rate=None, max_s=args.row_seconds)
             if not budget.fits("scan"):
                 got, err = [], _skip("scan", budget)
             else:
@@ -367,7 +377,7 @@ def part_auto(budget: Budget, dry: bool, args) -> tuple[dict, list[dict]]:
     b, l, e, n, dtype = DRY_AUTO_SHAPE if dry else AUTO_SHAPE
     if not budget.fits("auto"):
         return dict(B=b, L=l, E=e, N=n, dtype=dtype, error=_skip("auto", budget)), []
-    spec = dict(B=b, L=l, E=e, N=n, dtype=dtype, repeats=args.repeats, iters=args.iters)
+    spec = dict(B=b, L=l, E=e, N=n, dtype=dtype, repeats=args.repeats, iters=args.iters, max_s=args.row_seconds)
     got, err = run_worker("auto", spec, budget.left() - 5)
     auto = next((r for r in got if r["kind"] == "auto"), dict(B=b, L=l, E=e, N=n, dtype=dtype))
     if err:
@@ -396,110 +406,6 @@ def part_families(budget: Budget, dry: bool, args) -> tuple[list[dict], list[dic
     return rows, envs
 
 
-# ---- results -------------------------------------------------------------------------------------------
-
-
-def _host_info() -> dict:
-    info = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True)
-        info["commit"] = commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") or None
-    except OSError:
-        info["commit"] = None
-    info["commit"] = info["commit"] or os.environ.get("MAMBA_JAX_COMMIT") or "unknown (no git here)"
-    try:
-        smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
-        m = re.search(r"Driver Version:\s*(\S+).*?CUDA Version:\s*(\S+)", smi)
-        if m:
-            info.update(driver=m.group(1), cuda_driver_api=m.group(2))
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        from importlib.metadata import distributions
-
-        info["jax_plugins"] = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()
-                                     if re.match(r"jax[-_]cuda\d+[-_]", d.metadata["Name"] or ""))
-    except Exception:  # metadata of a broken install: not worth failing the check
-        pass
-    return info
-
-
-def merge(path: str, part: str, info: dict, sections: dict) -> dict:
-    """Reads ``path`` (if any), replaces this part's sections and header, writes it back atomically."""
-    data = {}
-    if os.path.exists(path):
-        with open(path) as fh:
-            data = json.load(fh)
-    data.setdefault("parts", {})[part] = info
-    data.update({k: v for k, v in info.items() if k not in ("wall_s", "budget_s")})
-    data.update(sections)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
-    return data
-
-
-def _f(v, spec=".2f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def tables(data: dict) -> str:
-    """The markdown tables of a results JSON (BENCHMARKS.md)."""
-    out = [f"GPU check on {data.get('device', '?')} (jax {data.get('jax', '?')}, jaxlib {data.get('jaxlib', '?')}, "
-           f"{data.get('platform_version', '?')}, driver {data.get('driver', '?')}), commit {data.get('commit', '?')}, "
-           f"{data.get('date', '?')}", ""]
-    kt = data.get("kernel_tests")
-    if kt:
-        out += [f"Kernel tests (`pytest -m gpu tests/kernels`): {kt.get('passed', '-')} passed, "
-                f"{kt.get('failed', '-')} failed, {kt.get('skipped', '-')} skipped"
-                + (f"; {kt['error']}" if kt.get("error") else ""), ""]
-        out += [f"- FAILED {f}" for f in kt.get("failures", [])]
-    scan = data.get("scan") or []
-    if scan:
-        out += ["| B, L, E, N | dtype | impl | fwd ms | fwd+bwd ms | fwd peak MB | fwd+bwd peak MB | fwd+bwd vs associative |",
-                "|---|---|---|---:|---:|---:|---:|---:|"]
-        key = lambda r: (r["B"], r["L"], r["E"], r["N"], r["dtype"])
-        for k in dict.fromkeys(key(r) for r in scan):
-            by = {(r["impl"], r["mode"]): r for r in scan if key(r) == k}
-            assoc = (by.get(("associative", "fwd+bwd")) or {}).get("ms")
-            for impl in IMPLS:
-                f, fb = by.get((impl, "fwd"), {}), by.get((impl, "fwd+bwd"), {})
-                err = f.get("error") or fb.get("error")
-                speed = assoc / fb["ms"] if assoc and fb.get("ms") else None
-                out.append(f"| {', '.join(map(str, k[:4]))} | {k[4]} | {impl} | {_f(f.get('ms'), '.3f')} | "
-                           f"{_f(fb.get('ms'), '.3f')} | {_f(f.get('device_peak_MB'), '.0f')} | "
-                           f"{_f(fb.get('device_peak_MB'), '.0f')} | {_f(speed)}x |" + (f" {err[:120]}" if err else ""))
-        out.append("")
-    auto = data.get("auto")
-    if auto:
-        fb, fw = auto.get("fwd+bwd") or {}, auto.get("fwd") or {}
-        chosen = ", ".join(sorted(set((auto.get("chosen") or {}).values()))) or auto.get("chosen_note", "-")
-        out += [f"`auto` at ({auto['B']}, {auto['L']}, {auto['E']}, {auto['N']}) {auto['dtype']}: first fwd+bwd call "
-                f"{_f(fb.get('first_call_s'))} s (warm {_f(fb.get('warm_ms'), '.3f')} ms), first fwd call "
-                f"{_f(fw.get('first_call_s'))} s (warm {_f(fw.get('warm_ms'), '.3f')} ms); chose {chosen}"
-                + "".join(f"; {e}" for e in (auto.get("error"), fb.get("error"), fw.get("error")) if e), ""]
-        for sig, times in (auto.get("measured_ms") or {}).items():
-            out.append(f"- `{sig}`: " + ", ".join(f"{k} {_f(v, '.3f')} ms" for k, v in times.items()))
-        out.append("")
-    fam = data.get("families") or []
-    if fam:
-        out += ["| model | fwd ms (4 s, batch 1) | fwd peak GB | published ms / GB | train steps/s | batch x s | "
-                "train peak GB |", "|---|---:|---:|---:|---:|---:|---:|"]
-        for r in fam:
-            pub = r.get("published")
-            err = "; ".join(r[k] for k in ("error", "fwd_error", "train_error") if r.get(k))
-            out.append(f"| {r['name']} | {_f(r.get('fwd_ms'))} | {_f(r.get('fwd_peak_GB'))} | "
-                       f"{'-' if not pub else f'{pub['ms']} / {pub['GB']:.2f}'} | {_f(r.get('train_steps_per_s'))} | "
-                       f"{r.get('train_batch', '-')} x {r.get('train_seconds', '-')} | {_f(r.get('train_peak_GB'))} |"
-                       + (f" {err[:160]}" if err else ""))
-        out.append("")
-    return "\n".join(out)
-
-
 def main() -> None:
     if len(sys.argv) >= 2 and sys.argv[1] == "--_pytest":
         worker_pytest(sys.argv[2:])
@@ -519,7 +425,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="family forward input length (8 kHz models: 4 s)")
     ap.add_argument("--repeats", type=int, default=None, help="timings per row (default 5; dry run 1)")
     ap.add_argument("--iters", type=int, default=None, help="scan calls per timing (default 20; dry run 1)")
-    ap.add_argument("--steps", type=int, default=None, help="timed train steps per family (default 10; dry run 1)")
+    ap.add_argument("--row-seconds", type=float, default=3.0,
+                    help="timing seconds per scan row at most (fewer calls for a slow path)")
+    ap.add_argument("--steps", type=int, default=None, help="timed train steps per family (default 5; dry run 1)")
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES),
                     help="part 2's models (default all, in this order)")
     ap.add_argument("--table", action="store_true", help="only print the tables of --json")
@@ -533,7 +441,7 @@ def main() -> None:
         return
     args.repeats = args.repeats or (1 if dry else 5)
     args.iters = args.iters or (1 if dry else 20)
-    args.steps = args.steps or (1 if dry else 10)
+    args.steps = args.steps or (1 if dry else 5)
     args.scan_impl = args.scan_impl or (None if dry else "pallas")
     if dry:
         args.seconds = min(args.seconds, 0.25)
@@ -548,14 +456,14 @@ def main() -> None:
     for part in parts:
         t0, budget = _now(), Budget(budget_s, scale)
         if part == "1":
-            kernel_tests = part_kernel_tests(budget, dry)
+            kernel_tests = part_kernel_tests(budget, dry, budget_s / 2)
             print(f"kernel tests: {kernel_tests}", flush=True)
             scan, auto, envs = part_scan(budget, dry, args)
             sections = dict(kernel_tests=kernel_tests, scan=scan, auto=auto)
         else:
             families, envs = part_families(budget, dry, args)
             sections = dict(families=families)
-        info = dict(_host_info(), **({k: v for k, v in envs[0].items() if k != "kind"} if envs else {}),
+        info = dict(host_info(), **({k: v for k, v in envs[0].items() if k != "kind"} if envs else {}),
                     wall_s=round(_now() - t0, 1), budget_s=budget_s, dry_run=dry)
         data = merge(args.json, part, info, sections)
         print(f"part {part}: {info['wall_s']} s", flush=True)

@@ -123,12 +123,19 @@ def scan_fn(impl: str, block_config: BlockConfig):
     return f
 
 
-def time_fn(fn, args, repeats: int, iters: int):
-    """(median seconds per call over ``repeats`` timings of ``iters`` back-to-back calls, program bytes)."""
+def time_fn(fn, args, repeats: int, iters: int, max_s: float | None = None):
+    """(median seconds per call over ``repeats`` timings of ``iters`` back-to-back calls, program bytes).
+    ``max_s``: fewer calls (iters first, then repeats) where the warm-up call says they would take longer."""
     compiled = jax.jit(fn).lower(*args).compile()
     mem = compiled.memory_analysis()
     mem_bytes = None if mem is None else int(mem.temp_size_in_bytes + mem.output_size_in_bytes)
     jax.block_until_ready(compiled(*args))
+    if max_s:  # a slow path (the sequential scan at 16k steps) must not spend a part's budget on timing
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        one = max(time.perf_counter() - t0, 1e-9)
+        iters = max(1, min(iters, int(max_s / (one * repeats))))
+        repeats = max(1, min(repeats, int(max_s / (one * iters))))
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -159,7 +166,7 @@ def run_row(spec: dict) -> dict:
 
         args = (x, ct)
     try:
-        sec, mem = time_fn(fn, args, spec["repeats"], spec["iters"])
+        sec, mem = time_fn(fn, args, spec["repeats"], spec["iters"], spec.get("max_s"))
         error = None
     except Exception as exc:  # e.g. out of memory at a big shape: report it, keep going
         sec, mem, error = None, None, f"{type(exc).__name__}: {str(exc)[:120]}"

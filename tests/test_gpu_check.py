@@ -80,15 +80,19 @@ def test_dry_run_all_families(tmp_path):
 
 
 def test_spent_budget_skips_rows_with_a_note(tmp_path):
-    """A part whose budget is spent starts no row: each says so, the file is still written, the exit is 0."""
+    """A part whose budget is spent starts no row: each says so, the file is still written, the exit is 0; a
+    skipped row does not replace a measured one already in the file (a rerun fills in, never erases)."""
     out = tmp_path / "gpu_check.json"
+    measured = dict(kind="family", name="sepmamba_s", fwd_ms=17.0, train_steps_per_s=3.0)
+    out.write_text(json.dumps(dict(parts={}, families=[measured], kernel_tests=dict(passed=31, failed=0))))
     gpu_check("--budget", "1", "--json", str(out), "--families", "sepmamba_s", "spmamba")
     data = json.loads(out.read_text())
-    assert data["kernel_tests"]["error"].startswith("skipped: ")
+    assert data["kernel_tests"] == dict(passed=31, failed=0)
     assert len(data["scan"]) == 6 and all(r["error"].startswith("skipped: ") for r in data["scan"])
     assert data["auto"]["error"].startswith("skipped: ")
+    assert data["families"][0] == measured
     assert [r["name"] for r in data["families"]] == ["sepmamba_s", "spmamba"]
-    assert all(r["error"].startswith("skipped: ") for r in data["families"])
+    assert data["families"][1]["error"].startswith("skipped: ")
 
 
 def test_a_crashing_row_is_recorded_not_fatal():
@@ -100,3 +104,45 @@ def test_a_crashing_row_is_recorded_not_fatal():
         sys.path.pop(0)
     rows, err = gc_mod.run_worker("no-such-worker", {}, timeout=120)
     assert rows == [] and err.startswith("exit 1: ") and "KeyError: 'no-such-worker'" in err
+
+
+def install_sh(tmp_path, *args: str, smi: str | None) -> subprocess.CompletedProcess:
+    """``tools/install.sh ... --dry-run`` (prints the commands) with a fake ``nvidia-smi`` first on PATH:
+    ``smi`` is what it prints, or None for one that fails (no driver)."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    body = "exit 9" if smi is None else f"cat <<'X'\n{smi}\nX"
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\n{body}\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "MAMBA_JAX_CUDA"}
+    env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
+    return subprocess.run(["bash", "tools/install.sh", *args, "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+SMI = "| NVIDIA-SMI 580.159.04    Driver Version: 580.159.04    CUDA Version: {} |"
+
+
+@pytest.mark.parametrize("cuda, extra", [("13.0", "cuda13"), ("12.8", "cuda12"), ("14.1", "cuda13")])
+def test_install_gpu_picks_the_plugin_the_driver_supports(tmp_path, cuda, extra):
+    r = install_sh(tmp_path, "gpu", "test", smi=SMI.format(cuda))
+    assert r.returncode == 0, r.stderr
+    cmds = [ln for ln in r.stdout.splitlines() if ln.startswith("+ ")]
+    assert cmds[1].endswith("-c constraints.txt -e .[test]"), cmds
+    assert cmds[2].endswith(f"-c constraints.txt jax[{extra}]==0.11.2"), cmds  # after the pinned jaxlib
+
+
+@pytest.mark.parametrize("smi, cause", [(None, "nvidia-smi not found or failed"), (SMI.format("11.8"), "CUDA 11")])
+def test_install_gpu_without_a_usable_driver_stops_before_installing(tmp_path, smi, cause):
+    r = install_sh(tmp_path, "gpu", smi=smi)
+    assert r.returncode != 0 and r.stdout == "", r.stdout
+    assert r.stderr.startswith("error: tools/install.sh gpu: ") and cause in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_install_test_is_unchanged(tmp_path):
+    """CI's ``bash tools/install.sh test``: the same two pip commands as before the gpu option."""
+    r = install_sh(tmp_path, "test", smi=None)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-2:] == [
+        "+ .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip",
+        "+ .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e .[test]"]

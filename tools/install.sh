@@ -91,10 +91,13 @@ if not ok or sys.version_info < (3, 12):
 EOF
   run "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile "$wheels"/*.whl
   # Editable, without build isolation (no index to fetch setuptools from): registers kernels/ as mamba_jax_kernels.
-  if ! run "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-build-isolation -e .; then
-    echo "warning: tools/install.sh: mamba-jax itself did not install (setuptools >= 69 and wheel needed offline);" \
-         "checkout runs still work: PYTHONPATH=. and bench/gpu_check.sh register kernels/ themselves" >&2
+  log=$(mktemp)
+  if ! run "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-build-isolation -e . >"$log" 2>&1; then
+    echo "warning: tools/install.sh: mamba-jax itself did not install ($(grep -v '^ ' "$log" | grep . | tail -n 1));" \
+         "offline it needs setuptools >= 69 and wheel there; checkout runs still work: bench/gpu_check.sh" \
+         "registers kernels/ as mamba_jax_kernels itself" >&2
   fi
+  rm -f "$log"
   exit 0
 fi
 
