@@ -83,12 +83,13 @@ def _rows_from(stdout: str | bytes | None) -> list[dict]:
     return [json.loads(ln[4:]) for ln in (stdout or "").splitlines() if ln.startswith("ROW ")]
 
 
-def run_worker(kind: str, spec: dict, timeout: float) -> tuple[list[dict], str | None]:
-    """Runs ``kind``'s worker on ``spec`` in a fresh process: (the rows it printed, an error or None). Rows
-    printed before a crash or the timeout are kept."""
+def run_worker(kind: str, spec: dict, timeout: float, env: dict | None = None) -> tuple[list[dict], str | None]:
+    """Runs ``kind``'s worker on ``spec`` in a fresh process (``env``: variables to add, None values removed):
+    (the rows it printed, an error or None). Rows printed before a crash or the timeout are kept."""
     cmd = [*python_cmd(), os.path.abspath(__file__), "--_worker", kind, json.dumps(spec)]
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 1), cwd=ROOT)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 1), cwd=ROOT, env=full_env)
     except subprocess.TimeoutExpired as exc:
         return _rows_from(exc.stdout), f"timeout after {timeout:.0f} s (part budget)"
     rows = _rows_from(r.stdout)
@@ -354,7 +355,7 @@ def part_scan(budget: Budget, dry: bool, args) -> tuple[list[dict], dict | None,
     for i, (b, l, e, n, dtype) in enumerate(shapes):
         for group in [list(IMPLS)] if dry else [[impl] for impl in IMPLS]:
             spec = dict(B=b, L=l, E=e, N=n, impls=group, dtype=dtype, repeats=args.repeats, iters=args.iters,
-                        block_config={}, copy_bw=None, sfu_rate=None, max_s=args.row_seconds)
+                        block_config=None, copy_bw=None, sfu_rate=None, max_s=args.row_seconds)
             if not budget.fits("scan"):
                 got, err = [], _skip("scan", budget)
             else:
@@ -378,7 +379,10 @@ def part_auto(budget: Budget, dry: bool, args) -> tuple[dict, list[dict]]:
     if not budget.fits("auto"):
         return dict(B=b, L=l, E=e, N=n, dtype=dtype, error=_skip("auto", budget)), []
     spec = dict(B=b, L=l, E=e, N=n, dtype=dtype, repeats=args.repeats, iters=args.iters, max_s=args.row_seconds)
-    got, err = run_worker("auto", spec, budget.left() - 5)
+    # A first call: no autotune cache from an earlier run (on disk, wherever the tuner keeps it), no pin.
+    fresh = tempfile.mkdtemp(prefix="gpu_check_auto_")
+    got, err = run_worker("auto", spec, budget.left() - 5,
+                          env=dict(XDG_CACHE_HOME=fresh, MAMBA_JAX_SCAN_AUTOTUNE_DIR=fresh, MAMBA_JAX_SCAN_AUTO=None))
     auto = next((r for r in got if r["kind"] == "auto"), dict(B=b, L=l, E=e, N=n, dtype=dtype))
     if err:
         auto["error"] = err

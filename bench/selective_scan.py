@@ -112,11 +112,12 @@ def make_inputs(b, l, e, n, dtype):
     return x, jnp.asarray(r(b, l, e), dtype)
 
 
-def scan_fn(impl: str, block_config: BlockConfig):
+def scan_fn(impl: str, block_config: BlockConfig | None):
+    """``block_config`` None: the public ``selective_scan(impl=...)`` (the kernel's own default tiling)."""
     def f(x):
         args = (x["u"], x["delta"], x["A"], x["B"], x["C"])
         kw = dict(D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True)
-        if impl == "pallas":
+        if impl == "pallas" and block_config is not None:
             return kernel_scan(*args, **kw, block_config=block_config)
         return ops_scan(*args, **kw, impl=impl)
 
@@ -154,7 +155,7 @@ def run_row(spec: dict) -> dict:
     """One (shape, impl, mode) row, in this process."""
     b, l, e, n = spec["B"], spec["L"], spec["E"], spec["N"]
     dtype = jnp.dtype(spec["dtype"])
-    cfg = BlockConfig(**spec["block_config"])
+    cfg = None if spec["block_config"] is None else BlockConfig(**spec["block_config"])
     x, ct = make_inputs(b, l, e, n, dtype)
     f = scan_fn(spec["impl"], cfg)
     if spec["mode"] == "fwd":
