@@ -19,8 +19,17 @@ Scan timings reuse ``bench/selective_scan.py`` (median of ``--repeats`` timings 
 family forwards are the median of single calls. Published SepMamba figures (arXiv 2410.20997, forward on 4 s
 at 8 kHz, batch 1, mamba_ssm CUDA kernels): S 17.84 ms / 2.00 GB, M 27.25 ms / 3.04 GB.
 
-A checkout run needs no install: ``kernels/`` is registered as ``mamba_jax_kernels`` (``alias_kernels``).
-On a machine without internet (the device machine) see ``tools/gpu_wheels.sh`` for the wheel folder.
+A checkout run needs no install: ``kernels/`` is registered as ``mamba_jax_kernels`` (``alias_kernels`` in
+bench/selective_scan.py). On a GPU machine without internet (the device machine: jax 0.11.2 with its CUDA
+plugin, flax, optax, orbax in its ``python3``), prepare the wheels here with ``bash tools/gpu_wheels.sh``
+(``.whl/``, ~20 MB) and run both parts in one call (carry ``.whl``, ``timeout_s`` 570):
+
+    set -o pipefail; PYTHON=python3 bash tools/install.sh gpu test --wheels .whl && \
+      PYTHON=python3 MAMBA_JAX_COMMIT=<hash> bash bench/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log; \
+      cp bench/results/gpu_check.json $OUT/
+
+A part run alone (``--part 2``) merges into the ``bench/results/gpu_check.json`` it finds, so copy the first
+call's file into the tree before a second call; ``--families NAME...`` reruns rows that a budget skipped.
 """
 
 from __future__ import annotations
@@ -300,10 +309,12 @@ def part_kernel_tests(budget: Budget, dry: bool, tests_s: float) -> dict:
         return dict(error=_skip("pytest", budget))
     fd, xml = tempfile.mkstemp(suffix=".xml")
     os.close(fd)
-    args = ["-v", "-p", "no:cacheprovider", "-m", "gpu", "tests/kernels", f"--junitxml={xml}"]
+    # pyproject's addopts are replaced: they need pytest-xdist options that another image's xdist may lack.
+    args = ["-m", "gpu", "tests/kernels", "-v", "-o", "addopts=", "--strict-markers", "-p", "no:xdist", "-p",
+            "no:cacheprovider", f"--junitxml={xml}"]
     cmd = [*python_cmd(), os.path.abspath(__file__), "--_pytest", *args]
     t0 = _now()
-    out = dict(command="pytest " + " ".join(args[1:6]))
+    out = dict(command="pytest " + " ".join(args[:3]))
     # At most half the part: the scan rows after it matter as much.
     limit = max(min(budget.left() - 5, tests_s), 1)
     try:

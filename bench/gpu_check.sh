@@ -2,8 +2,8 @@
 # One-shot GPU check (bench/gpu_check.py has the details): kernel tests, scan and model speed and memory, auto.
 #   bash bench/gpu_check.sh --part 1 | --part 2 | (both) | --dry-run | --table
 # Runs from a checkout without installing the project. Python: $PYTHON, else .venv/bin/python, else python3
-# (the device machine's, which has a CUDA jax). Device machine (no internet), after bash tools/gpu_wheels.sh here:
-#   PYTHON=python3 bash tools/install.sh gpu --wheels .whl && PYTHON=python3 bash bench/gpu_check.sh --part 1
+# (the device machine's, which has a CUDA jax). Device machine (no internet): the command in bench/gpu_check.py's
+# docstring, after bash tools/gpu_wheels.sh here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${PYTHON:-}" ]; then py=$PYTHON

@@ -124,7 +124,8 @@ def tables(data: dict) -> str:
         out.append("")
     fam = data.get("families") or []
     if fam:
-        out += ["| model | fwd ms (4 s, batch 1) | fwd peak GB | published ms / GB | train steps/s | batch x s | "
+        secs = next((r["seconds"] for r in fam if r.get("seconds")), 4.0)
+        out += [f"| model | fwd ms ({secs:g} s, batch 1) | fwd peak GB | published ms / GB | train steps/s | batch x s | "
                 "train peak GB |", "|---|---:|---:|---:|---:|---:|---:|"]
         for r in fam:
             pub = r.get("published")

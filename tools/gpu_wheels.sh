@@ -6,10 +6,11 @@
 #
 #   bash tools/gpu_wheels.sh [DIR]        # default .whl (added to .git/info/exclude)
 #
-# Then on the GPU machine, from the checkout root with DIR beside it (the device machine: carry [".whl"]):
-#   PYTHON=python3 bash tools/install.sh gpu --wheels .whl && \
-#     PYTHON=python3 MAMBA_JAX_COMMIT=<hash> bash bench/gpu_check.sh --part 1
-# (then --part 2 in a second call; both write bench/results/gpu_check.json: bring it back through $OUT).
+# Then on the GPU machine, from the checkout root with DIR in it (the device machine: carry [".whl"],
+# timeout_s 570; both parts of the check in one call, <= 8 min):
+#   set -o pipefail; PYTHON=python3 bash tools/install.sh gpu test --wheels .whl && \
+#     PYTHON=python3 MAMBA_JAX_COMMIT=<hash> bash bench/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log; \
+#     cp bench/results/gpu_check.json $OUT/
 # Extra names: GPU_WHEELS_EXTRA="name ..." (versions from constraints.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
