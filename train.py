@@ -24,6 +24,7 @@ and its values are checked.
 from __future__ import annotations
 
 import errno
+import pathlib
 import re
 import sys
 import traceback
@@ -122,14 +123,23 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def _check_values() -> None:
-    """Exit 2 with one line per out-of-range config value, or for a ``--workdir`` that is a file, before
-    anything is created."""
+    """Exit 2 with one line per out-of-range config value, for a ``--workdir`` that is a file and for a
+    ``train.init_from`` that is missing or of another model, before anything is created."""
     from mamba_jax.training.validate import config_problems
     from mamba_jax.training.workdir import workdir_problem
 
-    problems = [f"--config.{p}" for p in config_problems(_CONFIG.value)] if _CONFIG.value is not None else []
-    if _WORKDIR.value is not None and (problem := workdir_problem(_WORKDIR.value)):
-        problems.append(f"--workdir {_WORKDIR.value} {problem}")
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    problems = [f"--config.{p}" for p in config_problems(config)] if config is not None else []
+    if workdir is not None and (problem := workdir_problem(workdir)):
+        problems.append(f"--workdir {workdir} {problem}")
+    if not problems and config is not None and config.train.init_from and workdir is not None and \
+            not any((pathlib.Path(workdir) / "checkpoints").glob("[0-9]*")):  # a fresh run: init_from is read
+        from mamba_jax.training.resume import InitFromError, check_init_from
+
+        try:
+            check_init_from(config)
+        except InitFromError as e:
+            problems.append(str(e))
     for p in problems:
         print(f"error: {p}", file=sys.stderr, flush=True)
     if problems:
@@ -155,8 +165,6 @@ def main(argv: list[str]) -> None:
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint phase at INFO
     verbose = flags.FLAGS.verbose or verbose_requested([])
-    import pathlib
-
     from mamba_jax.checkpoint import CheckpointReadError, CheckpointSaveError
     from mamba_jax.data.audio import AudioError
     from mamba_jax.training.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate

@@ -265,6 +265,7 @@ def test_ctrl_c_twice_before_the_first_checkpoint_says_step_0(spec, tmp_path):
     assert not (work / "checkpoints").exists() or not any((work / "checkpoints").iterdir())
 
 
+@pytest.mark.slow  # ~5 CPU-s; the message's other branch runs by default (the choice is one condition)
 def test_ctrl_c_twice_after_a_checkpoint_says_which_step(trained, spec, tmp_path):
     work = copy(trained, tmp_path)
     (work / ".lock").unlink()  # _ctrl_c_twice waits for the run to take it
@@ -343,6 +344,7 @@ def _mount_namespace() -> list[str] | None:
     return None
 
 
+@pytest.mark.slow  # ~5 CPU-s (a train.py that gets as far as the workdir); the file-as-workdir case runs by default
 def test_read_only_workdir_is_one_line(tmp_path):
     prefix = _mount_namespace()
     if prefix is None:
