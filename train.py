@@ -191,8 +191,12 @@ def main(argv: list[str]) -> None:
         print(f"error: {e}", file=sys.stderr, flush=True)  # their message is the report
         sys.exit(1)
     except (AudioError, FileNotFoundError) as e:  # a corpus folder or file the config points at
-        if fresh and workdir.is_dir() and {p.name for p in workdir.iterdir()} <= {".lock"}:
-            (workdir / ".lock").unlink(missing_ok=True)  # leave no empty workdir behind
+        ckpts = workdir / "checkpoints"
+        if fresh and workdir.is_dir() and {p.name for p in workdir.iterdir()} <= {".lock", "checkpoints"} and \
+                not (ckpts.is_dir() and any(ckpts.iterdir())):  # leave no empty workdir behind
+            (workdir / ".lock").unlink(missing_ok=True)
+            if ckpts.is_dir():
+                ckpts.rmdir()
             workdir.rmdir()
         _fail(f"{one_line(e)} (data.root={_CONFIG.value.data.root!r})", 1, verbose)
     except OSError as e:

@@ -359,3 +359,12 @@ def test_read_only_workdir_is_one_line(tmp_path):
     assert p.returncode == 1, p.stderr
     [line] = error_lines(p.stderr)
     assert line == f"error: workdir {ro / 'w'}: Read-only file system", line
+
+
+@pytest.mark.slow  # ~4 CPU-s; a side fix: the lock file and orbax's empty checkpoints/ no longer stay behind
+def test_a_missing_corpus_leaves_no_workdir_behind(tmp_path):
+    p = run(train_py("--config", "configs/mambatasnet_xs.py:smoke", "--workdir", str(tmp_path / "w"),
+                     f"--config.data.root={tmp_path / 'no_corpus'}"))
+    assert p.returncode == 1
+    [line] = error_lines(p.stderr)
+    assert "missing corpus folder" in line and not (tmp_path / "w").exists()
