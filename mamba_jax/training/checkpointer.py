@@ -36,15 +36,21 @@ class Checkpointer:
             preservation_policy=cm.AnyPreservationPolicy(policies), enable_async_checkpointing=True,
             cleanup_tmp_directories=True)
         self.directory = pathlib.Path(directory).absolute()
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         self._pending: int | None = None  # the step of a save that may still be running in the background
         self._failed = False
         self._existing: set[int] = set()  # complete steps when the pending save started
+        # Installed before the manager, which logs an ERROR for a step's truncated _CHECKPOINT_METADATA (the
+        # resume reports that step in one line: mamba_jax.training.resume.NewestReadable).
         self._filter = _DropOrbaxErrors()
         for name in ("absl", "asyncio"):
             logging.getLogger(name).addFilter(self._filter)
         self._previous_hook = sys.unraisablehook
         sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
+        try:
+            self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        except BaseException:
+            self._remove_filters()
+            raise
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -166,9 +172,12 @@ class Checkpointer:
                 if not self._failed:
                     raise
             if not self._failed:  # after a failed save, late callbacks of its abandoned writes may still come
-                for name in ("absl", "asyncio"):
-                    logging.getLogger(name).removeFilter(self._filter)
-                sys.unraisablehook = self._previous_hook
+                self._remove_filters()
+
+    def _remove_filters(self) -> None:
+        for name in ("absl", "asyncio"):
+            logging.getLogger(name).removeFilter(self._filter)
+        sys.unraisablehook = self._previous_hook
 
 
 def abstract_with_sharding(tree, sharding) -> object:

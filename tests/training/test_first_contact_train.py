@@ -161,7 +161,8 @@ def jax_leaves(tree) -> list:
     return jax.tree.leaves(tree)
 
 
-@pytest.mark.parametrize("damaged", ["data_iter/process_0-of-1.json", "config/metadata", "state/_METADATA"])
+@pytest.mark.parametrize("damaged", ["data_iter/process_0-of-1.json", "config/metadata", "state/_METADATA",
+                                     "_CHECKPOINT_METADATA"])
 def test_truncated_metadata_file_passes_over_its_step(trained, spec, tmp_path, capsys, damaged):
     work = copy(trained, tmp_path)
     cut(work / "checkpoints" / "4" / damaged)
