@@ -27,53 +27,16 @@ input 0 (it is the identity on the state, in both directions) and it contributes
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from .activations import LN2, sigmoid, softplus_and_grad
 from .linrec import linear_recurrence
 
 f32 = jnp.float32
-LN2 = math.log(2.0)
-LOG2E = math.log2(math.e)
-
-# exp2 lowers to one MUFU instruction (libdevice's exp2f); exp, log1p and the logistic lower to longer, accurate
-# libdevice sequences. The [T, N, BD] work (the decays) uses exp2; the softplus of delta and its derivative are
-# per (t, e), N times rarer, and use an accurate exp and a polynomial log1p.
-
-
-def _softplus(x):
-    """softplus(x) = log(1 + exp(x)), to ~2e-7 relative for every fp32 x (see ``_softplus_and_grad``)."""
-    return _softplus_and_grad(x)[0]
-
-
-# log1p(v) / v on [0, 1] as a degree-9 polynomial in v (Chebyshev least-squares fit in float64, power basis,
-# constant term first): 5e-9 relative in exact arithmetic, 1.5e-7 evaluated by Horner in fp32. No division.
-_LOG1P_OVER_V = (0.9999999953848524, -0.4999990399276442, 0.3333000403523317, -0.2495455887119918,
-                 0.19678117256960198, -0.15311863104065326, 0.10614264690447817, -0.057064200797752256,
-                 0.01990716094695744, -0.0032563784779003984)
-
-
-def _softplus_and_grad(x):
-    """(softplus(x), its derivative sigmoid(x)) from one accurate v = exp(-|x|) in (0, 1].
-
-    softplus(x) = max(x, 0) + log1p(v), with log1p(v) = v * poly(v): about 2e-7 relative for every fp32 x,
-    also where v is tiny (x << 0), where ``log2(1 + exp2(x))`` fails (6e-5 off at Mamba's dt_min, x = -6.9; 0
-    below -17). Above x = 20 it is x to within 2e-9 relative (mamba_ssm's identity branch). libdevice's log1pf
-    would cost about twice the instructions; exp2(x log2 e) would be off by ~|x| * 6e-8 relative."""
-    v = jnp.exp(jnp.minimum(x, -x))
-    poly = _LOG1P_OVER_V[-1]
-    for c in _LOG1P_OVER_V[-2::-1]:
-        poly = poly * v + c
-    softplus = jnp.maximum(x, 0.0) + v * poly
-    return softplus, jnp.where(x >= 0.0, 1.0, v) / (1.0 + v)
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + jnp.exp2(-LOG2E * x))
 
 
 def _compiler_params(num_warps, num_stages):
@@ -119,7 +82,7 @@ def _shift_up(x, last):
 def _delta_tile(dt_ref, bias, t0, T, valid, softplus):
     """(delta after bias and softplus, zero on padded rows; d delta / d pre-softplus or None), both [T, BD]."""
     pre = _load(dt_ref, t0, T, valid) + bias[None, :]
-    dt, grad = _softplus_and_grad(pre) if softplus else (pre, None)
+    dt, grad = softplus_and_grad(pre) if softplus else (pre, None)
     return jnp.where(valid[:, None], dt, 0.0), grad
 
 
@@ -165,7 +128,7 @@ def _fwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, write_y, sav
             y = jnp.sum(hs * ct[:, :, None], axis=1) + d[None, :] * u  # [T, BD]
             if has_z:
                 zt = _load(z_ref, t0, T, valid)
-                y = y * zt * _sigmoid(zt)
+                y = y * zt * sigmoid(zt)
             _store(y_ref, t0, y, valid)
         else:
             dtsum = dtsum + jnp.sum(dt, axis=0)
@@ -269,7 +232,7 @@ def _bwd_kernel(*refs, T, tiles_per_chunk, length, has_z, softplus, carry_only):
         ct = _load(c_ref, t0, T, valid)  # [T, N]
         if has_z:
             zt = _load(z_ref, t0, T, valid)
-            sig = _sigmoid(zt)
+            sig = sigmoid(zt)
             dy = dout * zt * sig
         else:
             dy = dout

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from . import kernel as K
+from .activations import softplus
 from .config import BlockConfig
 from .linrec import combine
 
@@ -132,7 +133,7 @@ def _scan_bwd(s, res, cts):
     # dL/dh_{-1} = decay_0 * g_0, with decay_0 from the first step's delta.
     dt0 = delta[:, 0].astype(f32) + bias.astype(f32)
     if s.softplus:
-        dt0 = K._softplus(dt0)
+        dt0 = softplus(dt0)
     dh0 = _exp2_decay(At, dt0) * g_start[:, 0]  # [B, N, E]
     dB = db[:, :length].astype(B.dtype)  # [B, L, G, N]
     dC = dc[:, :length].astype(C.dtype)

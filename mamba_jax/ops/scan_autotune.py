@@ -1,6 +1,6 @@
 """``impl="auto"``: per shape signature, the fastest selective-scan candidate whose numbers are right.
 
-For a new signature (batch, length bucket, widths, dtypes, optional inputs; see ``selective_scan._AutoBench``)
+For a new signature (batch, length bucket, widths, dtypes, optional inputs; see ``scan_auto.AutoBench``)
 and mode (``"fwd"``: inference, the call is not differentiated; ``"fwd+bwd"``: training), the tuner
 
 1. checks every candidate against the pure-JAX ``associative`` path on random inputs of the signature: outputs,
@@ -131,7 +131,7 @@ def kernel_source_hash(directory: str | None = None) -> str:
 
 
 class Bench(Protocol):
-    """What the tuner measures: random inputs of one signature (``selective_scan._AutoBench``)."""
+    """What the tuner measures: random inputs of one signature (``scan_auto.AutoBench``)."""
 
     signature: str
     dtype: str  # the dtype name of u

@@ -27,6 +27,7 @@ import pytest
 from mamba_jax.ops import scan_autotune as at
 
 ss = importlib.import_module("mamba_jax.ops.selective_scan")  # the module (mamba_jax.ops.selective_scan is the function)
+sa = importlib.import_module("mamba_jax.ops.scan_auto")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CANDS = (at.Candidate("a", "sequential"), at.Candidate("b", "sequential"), at.Candidate("associative", "associative"))
@@ -239,9 +240,9 @@ def _arrays(b, l, e=8, n=4, seed=0):
 
 
 def test_signature_buckets_lengths_and_follows_the_scan_sharding():
-    st = ss._AutoStatic(True, False, None)
+    st = sa.AutoStatic(True, False, None)
     sd = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-    bench = lambda b, l, st=st: ss._AutoBench((sd(b, l, 8), sd(b, l, 8), sd(8, 4), sd(b, l, 4), sd(b, l, 4))
+    bench = lambda b, l, st=st: sa.AutoBench((sd(b, l, 8), sd(b, l, 8), sd(8, 4), sd(b, l, 4), sd(b, l, 4))
                                               + (None,) * 4, st)
     assert at.length_bucket(16000) == 16384 and at.measured_length(16000) == 16383 and at.length_bucket(1) == 1
     assert bench(4, 9000).signature == bench(4, 16384).signature != bench(4, 8192).signature
@@ -249,9 +250,9 @@ def test_signature_buckets_lengths_and_follows_the_scan_sharding():
     # Under a ScanSharding over 2 devices the kernel runs per device on B / 2 rows: those are measured; without
     # one (the kernel then runs on the whole batch on each device) the global batch is.
     mesh = jax.sharding.AbstractMesh((2,), ("data",))
-    sharded = bench(4, 100, ss._AutoStatic(True, False, ss.ScanSharding(mesh, "data")))
+    sharded = bench(4, 100, sa.AutoStatic(True, False, ss.ScanSharding(mesh, "data")))
     assert sharded.shapes[0][0] == (2, 127, 8) and sharded.signature == bench(2, 100).signature
-    assert bench(3, 100, ss._AutoStatic(True, False, ss.ScanSharding(mesh, "data"))).shapes[0][0] == (
+    assert bench(3, 100, sa.AutoStatic(True, False, ss.ScanSharding(mesh, "data"))).shapes[0][0] == (
         3, 127, 8)  # an indivisible batch runs unsharded
 
 
