@@ -211,4 +211,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from mamba_jax.xla_cpu import apply_cpu_flags
+
+    apply_cpu_flags()  # the XLA CPU flags (mamba_jax/xla_cpu.py), before anything can start JAX's backend
     app.run(main, flags_parser=parse_flags)

@@ -347,4 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from mamba_jax.xla_cpu import apply_cpu_flags
+
+    apply_cpu_flags()  # the CPU flags the CLI and train.py use, before JAX starts (mamba_jax/xla_cpu.py)
     sys.exit(main())

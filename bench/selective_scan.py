@@ -278,4 +278,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from mamba_jax.xla_cpu import apply_cpu_flags
+
+    apply_cpu_flags()  # the CPU flags the CLI and train.py use, before JAX starts (mamba_jax/xla_cpu.py)
     main()

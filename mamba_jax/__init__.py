@@ -1,7 +1,7 @@
-"""mamba-jax: Mamba speech separation and recognition in JAX/Flax NNX, with a Pallas selective-scan kernel."""
+"""mamba-jax: Mamba speech separation and recognition in JAX/Flax NNX, with a Pallas selective-scan kernel.
 
-from mamba_jax.xla_cpu import apply_cpu_flags as _apply_cpu_flags
+Importing the package changes nothing outside it (no environment variables, no global hooks). The XLA CPU flags
+the entry points use: call ``mamba_jax.xla_cpu.apply_cpu_flags()`` before the first JAX computation.
+"""
 
 __version__ = "0.1.0"
-
-_apply_cpu_flags()  # leaner, faster XLA CPU code (see mamba_jax/xla_cpu.py); opt out: MAMBA_JAX_CPU_FLAGS=0

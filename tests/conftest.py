@@ -16,9 +16,11 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Importing the package sets the XLA CPU flags users get (mamba_jax/xla_cpu.py) before JAX starts its backend, so
-# this process and every subprocess (they inherit XLA_FLAGS) test with them whatever the tests import first.
-import mamba_jax  # noqa: E402,F401
+from mamba_jax.xla_cpu import apply_cpu_flags  # noqa: E402
+
+# The XLA CPU flags the entry points apply (mamba_jax/xla_cpu.py), set here before JAX starts its backend, so this
+# process and every subprocess (they inherit XLA_FLAGS) test with them whatever the tests import first.
+apply_cpu_flags()
 
 # Tracing (beam searches, models, optimisers) allocates millions of short-lived objects: Python's cyclic collector
 # then runs every 700 allocations, and its full collections walk every object imported so far, ~5% of an in-process

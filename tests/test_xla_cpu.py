@@ -1,14 +1,16 @@
-"""``mamba_jax.xla_cpu``: which XLA CPU flags importing mamba_jax adds, and when it must not touch XLA_FLAGS."""
+"""``mamba_jax.xla_cpu.apply_cpu_flags``: which XLA CPU flags the entry points add, when it must not touch XLA_FLAGS,
+and that importing mamba_jax adds none."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
-from mamba_jax.xla_cpu import SCHEDULER, WIDE_VECTORS, _cpu_has_avx512, apply_cpu_flags
+from mamba_jax.xla_cpu import SCHEDULER, WIDE_VECTORS, CpuFlagsTooLate, _cpu_has_avx512, apply_cpu_flags
 
 FACTS = dict(avx512=True, jaxlib_ok=True, started=False)
 
@@ -34,12 +36,31 @@ def test_the_users_own_setting_wins():
     ({"MAMBA_JAX_CPU_FLAGS": "off"}, {}),  # opt-out
     ({"MAMBA_JAX_CPU_FLAGS": "0"}, {}),
     ({}, {"jaxlib_ok": False}),  # a jaxlib whose XLA may not know the flags (an unknown flag aborts XLA)
-    ({}, {"started": True}),  # too late: XLA already read XLA_FLAGS
 ])
 def test_leaves_xla_flags_alone(env, facts):
     before = dict(env)
     assert apply_cpu_flags(env, **{**FACTS, **facts}) == []
     assert env == before
+
+
+def test_too_late_warns_and_changes_nothing():
+    env = {"XLA_FLAGS": "--xla_backend_optimization_level=0"}
+    with pytest.warns(CpuFlagsTooLate, match=r"JAX's backend has started.*xla_cpu_enable_concurrency"):
+        assert apply_cpu_flags(env, **{**FACTS, "started": True}) == []
+    assert env == {"XLA_FLAGS": "--xla_backend_optimization_level=0"}
+
+
+def test_idempotent_and_silent_once_applied():
+    """A second call (an entry point after the test suite's conftest, a notebook cell run twice) adds nothing,
+    and warns nothing even after the backend started: the flags XLA read are the ones wanted."""
+    env = {}
+    assert apply_cpu_flags(env, **FACTS) == [SCHEDULER, WIDE_VECTORS]
+    first = dict(env)
+    assert apply_cpu_flags(env, **FACTS) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert apply_cpu_flags(env, **{**FACTS, "started": True}) == []
+    assert env == first
 
 
 def test_cpuinfo_parsing(tmp_path):
@@ -51,17 +72,24 @@ def test_cpuinfo_parsing(tmp_path):
     assert not _cpu_has_avx512(str(tmp_path / "missing"))
 
 
-def test_import_sets_them_only_before_the_backend_starts():
-    """A real interpreter: importing mamba_jax first sets the flags; importing it after the first JAX
-    computation does not touch XLA_FLAGS."""
+def test_import_alone_sets_nothing_the_call_sets_them_before_the_backend_starts():
+    """A real interpreter without XLA_FLAGS: importing mamba_jax (and a model module) leaves XLA_FLAGS unset;
+    the explicit call sets the flags, twice is once; after the first JAX computation the call warns and
+    changes nothing."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MAMBA_JAX_CPU_FLAGS")}
-    first = "import os, mamba_jax; print(os.environ.get('XLA_FLAGS', ''))"
-    late = ("import os, jax; jax.numpy.zeros(1).block_until_ready(); import mamba_jax; "
-            "print(os.environ.get('XLA_FLAGS', ''))")
+    early = ("import os, mamba_jax, mamba_jax.models; print(repr(os.environ.get('XLA_FLAGS')))\n"
+             "from mamba_jax.xla_cpu import apply_cpu_flags\n"
+             "print(len(apply_cpu_flags())); print(len(apply_cpu_flags())); print(os.environ['XLA_FLAGS'])")
+    late = ("import os, warnings, jax; jax.numpy.zeros(1).block_until_ready()\n"
+            "from mamba_jax.xla_cpu import apply_cpu_flags\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always'); print(apply_cpu_flags(), [x.category.__name__ for x in w])\n"
+            "print(repr(os.environ.get('XLA_FLAGS')))")
     run = lambda code: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                      check=True).stdout.strip()
-    assert run(first) == " ".join([SCHEDULER] + ([WIDE_VECTORS] if _cpu_has_avx512() else []))
-    assert run(late) == ""
+                                      check=True).stdout.strip().splitlines()
+    wanted = [SCHEDULER] + ([WIDE_VECTORS] if _cpu_has_avx512() else [])
+    assert run(early) == ["None", str(len(wanted)), "0", " ".join(wanted)]
+    assert run(late) == ["[] ['CpuFlagsTooLate']", "None"]
 
 
 def test_the_scheduler_flag_reaches_xla():

@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False) or verbose_requested([])
     from mamba_jax.compile_cache import enable_compilation_cache
+    from mamba_jax.xla_cpu import apply_cpu_flags
+
+    apply_cpu_flags()  # before JAX starts its backend; MAMBA_JAX_CPU_FLAGS=0 turns them off
 
     enable_compilation_cache()  # before the first compilation; MAMBA_JAX_COMPILATION_CACHE=0 turns it off
     try:
