@@ -14,7 +14,7 @@ are disjoint and together cover it (sizes differ by at most one when ``n_epoch %
 
 Workers. ``cfg.num_workers > 0`` adds ``mp_prefetch`` before batching; grain's workers take
 elements ``w::W`` and are read round robin, so batches are identical to ``num_workers=0``.
-``mp_prefetch`` reads absl flags (they are marked parsed here if needed) and its worker processes
+``mp_prefetch`` reads grain's absl flags (readable unparsed: ``_mp_prefetch``) and its worker processes
 re-import ``__main__``: keep scripts under ``if __name__ == "__main__"``, and ``close()`` iterators.
 
 Batches. Items are zero-padded on the right to the longest in the batch (or to the training
@@ -90,16 +90,30 @@ def _dm_epoch(cfg: ml_collections.ConfigDict) -> int:
         return DEFAULT_DM_EPOCH
 
 
+def _mp_prefetch(it: grain.IterDataset, cfg: ml_collections.ConfigDict) -> grain.IterDataset:
+    """``cfg.num_workers`` grain worker processes, whose flags grain can read without absl flags parsed.
+
+    grain reads its own absl flag ``grain_enable_multiprocess_worker_profiling`` when the first batch is
+    requested (in a thread, any time later), which fails before the program parsed its flags. absl lets a flag
+    marked ``present`` be read unparsed: grain's own flags are marked so (their values stay the defaults or what
+    was set), and the program's other flags keep failing unparsed as they should; ``FLAGS.is_parsed()`` is not
+    touched.
+    """
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        for name in flags.FLAGS:
+            if name.startswith("grain_") and not flags.FLAGS[name].present:
+                flags.FLAGS[name].present = 1
+    return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers), per_worker_buffer_size=2))
+
+
 def _finish(ds: grain.MapDataset, cfg: ml_collections.ConfigDict, batch_size: int,
             drop_remainder: bool, batch_fn) -> grain.IterDataset:
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(int(cfg.read_threads), 0),
                                               prefetch_buffer_size=max(2 * batch_size, 4)))
     if cfg.num_workers > 0:
-        from absl import flags
-        if not flags.FLAGS.is_parsed():
-            flags.FLAGS.mark_as_parsed()
-        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
-                                                         per_worker_buffer_size=2))
+        it = _mp_prefetch(it, cfg)
     return it.batch(batch_size, drop_remainder=drop_remainder, batch_fn=batch_fn)
 
 
@@ -227,11 +241,7 @@ def asr_dataset(cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, 
         it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(int(cfg.read_threads), 0),
                                                   prefetch_buffer_size=4))
         if cfg.num_workers > 0:
-            from absl import flags
-            if not flags.FLAGS.is_parsed():
-                flags.FLAGS.mark_as_parsed()
-            it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(cfg.num_workers),
-                                                             per_worker_buffer_size=2))
+            it = _mp_prefetch(it, cfg)
         return it
     shuffle = train if shuffle is None else shuffle
     num_epochs = (None if train else 1) if num_epochs is None else num_epochs
