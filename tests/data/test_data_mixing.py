@@ -114,9 +114,33 @@ def test_sb_speed_lengths_and_resum():
         assert r.files == base.files and r.gains_db == base.gains_db
 
 
+def _find_crop(src: np.ndarray, raw: np.ndarray) -> tuple[int, float]:
+    """The offset and gain with ``src == gain * raw[offset:offset + len(src)]`` (float32 tolerance)."""
+    win = np.lib.stride_tricks.sliding_window_view(raw.astype(np.float64), len(src))  # [offsets, n]
+    gain = src[0] / win[:, :1]
+    ok = np.flatnonzero(np.all(np.abs(src - gain * win) <= 1e-7 + 1e-5 * np.abs(src), axis=1))
+    assert len(ok), "the source is no scaled window of its file"
+    return int(ok[0]), float(gain[ok[0], 0])
+
+
 def test_sb_segment_caps_length():
-    r = mixing.mix_speechbrain(mixing.item_rng(0, 0, 0), SPEAKER_FILES, _load, segment=300)
-    assert r.mix.shape == (300,) and r.sources.shape == (2, 300)
+    """Each source is a 300-sample window of its file at the recipe's level: ``0.9 / peak * 10^(g/20) / mean|w|``
+    (the peak over the mixture and both sources: items 17, 19 and 23 have a source peak above the mixture's),
+    and the mixture is their sum."""
+    for i in range(24):
+        r = mixing.mix_speechbrain(mixing.item_rng(0, 0, i), SPEAKER_FILES, _load, segment=300)
+        assert r.mix.shape == (300,) and r.sources.shape == (2, 300)
+        np.testing.assert_allclose(r.mix, r.sources.sum(0), atol=1e-6)
+        windows, gains = [], []
+        for src, f in zip(r.sources, r.files):
+            o, gain = _find_crop(src, _load(f))
+            windows.append(_load(f)[o:o + 300].astype(np.float64))
+            gains.append(gain)
+        pre = [w * 10 ** (g / 20) / np.mean(np.abs(w)) for w, g in zip(windows, r.gains_db)]
+        peak = max(np.abs(pre[0] + pre[1]).max(), np.abs(pre[0]).max(), np.abs(pre[1]).max())
+        for k in range(2):
+            assert gains[k] == pytest.approx(0.9 / peak * 10 ** (r.gains_db[k] / 20) / np.mean(np.abs(windows[k])),
+                                             rel=1e-4)
 
 
 def test_sepmamba_recipe_statistics():
@@ -161,6 +185,9 @@ def test_sepmamba_levels_padding_and_peak():
             full[k, :n[k]] = pre[k]
         true_peak = max(np.abs(full.sum(0)).max(), np.abs(full).max())
         assert scale[0] == pytest.approx(0.9 / max(1.0, true_peak), rel=1e-4)
+        # one scale for both sources, and the mixture is their sum (up to the +-1e-9 zero fill)
+        np.testing.assert_allclose(r.sources[1, :n[1]], scale[0] * pre[1], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(r.mix, r.sources.sum(0), rtol=0, atol=3e-9 + 1e-6 * np.abs(r.mix).max())
 
 
 def test_active_level_matches_naive_p56():
