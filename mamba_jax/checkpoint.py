@@ -12,7 +12,14 @@ A save that fails in the background (e.g. no space left on device) surfaces at t
 host-side check the loop makes every step) as ``CheckpointSaveError`` with a one-line message; the failed
 step's temporary folder is removed and older steps are untouched. Orbax's own error logs for it and the
 "Event loop is closed" errors of its abandoned writes (hundreds of lines of asynchronous tracebacks) are
-filtered out while a ``Checkpointer`` is open.
+filtered out while a ``Checkpointer`` is open; its ``close()`` (the loop calls it in ``finally``) restores
+``sys.unraisablehook`` and the ``absl``/``asyncio`` loggers' filters as they were.
+
+One exception lives for the process: after a failed save or array read, tensorstore's abandoned reads and
+writes raise "Event loop is closed" and asyncio logs "Task exception was never retrieved" for them at any later
+time (garbage collection, interpreter exit), long after the failing call returned. ``drop_late_write_reports()``
+drops those records, and only those, from then on: installed once per process (idempotent), only after such a
+failure, never on import.
 
 A step with a truncated or corrupt file (``CheckpointReadError``, one line naming the file) is passed over for
 the newest step that can be read: by the trainer's resume (``mamba_jax.training.resume.NewestReadable``) and by
@@ -40,6 +47,14 @@ class CheckpointSaveError(OSError):
 
 class CheckpointReadError(ValueError):
     """A checkpoint step cannot be read (a truncated or corrupt file); the message names the file or item."""
+
+
+class ParamsMismatchError(ValueError):
+    """Weights that do not fit the model: ``problems`` lists each missing, unexpected or mis-shaped parameter."""
+
+    def __init__(self, message: str, problems: list[str]):
+        super().__init__(message)
+        self.problems = problems
 
 
 # The JSON files of a step folder (trainer and ``save_params`` layouts); a truncated one fails to parse.
@@ -70,26 +85,6 @@ def array_read_problem(exc: BaseException) -> str:
     return f"state: array data cannot be read, truncated or corrupt ({text[:200]})"
 
 
-class _DropRestoreNotes(logging.Filter):
-    """Drops orbax's warnings that an item of a step "was found in the checkpoint, but could not be restored":
-    emitted for each item a partial read (the config only, the metadata) leaves out on purpose, they read like a
-    failed restore."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "was found in the checkpoint, but could not be restored" not in record.getMessage()
-
-
-class _QuietPartialRestore:
-    """``_DropRestoreNotes`` on the absl logger (orbax logs through it) for the ``with`` block only."""
-
-    def __enter__(self):
-        self._filter = _DropRestoreNotes()
-        logging.getLogger("absl").addFilter(self._filter)
-
-    def __exit__(self, *exc):
-        logging.getLogger("absl").removeFilter(self._filter)
-
-
 def _cause(exc: BaseException) -> str:
     """The operating-system reason of a failed write (``No space left on device``), else the first line."""
     for e in (exc, exc.__cause__, exc.__context__):
@@ -102,30 +97,18 @@ def _cause(exc: BaseException) -> str:
     return (text.splitlines() or [type(exc).__name__])[0][:300]
 
 
-class _DropOrbaxErrors(logging.Filter):
-    """Drops the ERROR records of a failed asynchronous save: orbax's own (absl logger) and asyncio's "Task
-    exception was never retrieved" for its abandoned writes; the Checkpointer reports the failure in one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
-            return True
-        if record.name == "asyncio":
-            return "orbax" not in record.getMessage()
-        return f"{os.sep}orbax{os.sep}" not in record.pathname
-
-
-def _drop_closed_loop_errors(previous):
-    """An ``sys.unraisablehook`` that drops the "Event loop is closed" errors tensorstore's write callbacks
-    raise after orbax abandoned a failed save (hundreds of tracebacks on disk full), passing others on."""
+def _drop_closed_loop_errors(previous, process_wide: bool = False):
+    """An ``sys.unraisablehook`` that drops the "Event loop is closed" errors tensorstore's callbacks raise after
+    orbax abandoned a failed save or read (asyncio raises a bare ``RuntimeError``: its text is the only mark),
+    passing others on; ``hook.active = False`` makes it pass everything on (when it cannot be unchained)."""
 
     def hook(unraisable):
         v = unraisable.exc_value
-        if not (isinstance(v, RuntimeError) and str(v) == "Event loop is closed"):
+        if not (hook.active and isinstance(v, RuntimeError) and str(v) == "Event loop is closed"):
             previous(unraisable)
 
-    hook.drops_closed_loop_errors = True
+    hook.active, hook.process_wide = True, process_wide
     return hook
-
 
 
 class _QuietAbsl:
@@ -140,14 +123,25 @@ class _QuietAbsl:
         self.logger.setLevel(self.level)
 
 
-
-class _DropAbandonedReads(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" for tensorstore reads of a checkpoint that failed."""
+class _DropAbandonedTasks(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for the tasks of a failed orbax save or tensorstore
+    read (their exception or task names orbax, OCDBT or TensorStore)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (record.name == "asyncio" and exc is not None and
-                    ("OCDBT" in str(exc) or "TensorStore" in str(exc)))
+        text = f"{record.getMessage()} {exc}"
+        return not (record.name == "asyncio" and ("OCDBT" in text or "TensorStore" in text or "orbax" in text))
+
+
+def drop_late_write_reports() -> None:
+    """Drops, for the rest of the process, the late reports of a failed save's or read's abandoned tensorstore
+    work (module docstring): a hook chained to ``sys.unraisablehook`` and a filter on asyncio's logger.
+    Idempotent: a second call while both are in place does nothing."""
+    if not getattr(sys.unraisablehook, "process_wide", False):
+        sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook, process_wide=True)
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _DropAbandonedTasks) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_DropAbandonedTasks())
 
 
 # ---- weights only: inference, conversion, fine-tuning -------------------------------------------------------
@@ -262,18 +256,13 @@ def load_params(path: str | pathlib.Path) -> tuple[ml_collections.ConfigDict, di
 def _restore_arrays(state_dir: pathlib.Path, args) -> dict:
     """orbax's restore of ``state_dir``; a data file it cannot read is ``CheckpointReadError``.
 
-    A failed read abandons the tensorstore reads still in flight; at any later time their callbacks raise
-    "Event loop is closed" and asyncio logs "Task exception was never retrieved" for their failed tasks
-    (dozens of tracebacks). After a failure those records, and only those, are dropped for the rest of the
-    process (``_drop_closed_loop_errors`` chained to the hook in place; ``_DropAbandonedReads`` on asyncio's
-    logger)."""
+    A failed read abandons the tensorstore reads still in flight; their late reports (dozens of tracebacks)
+    are dropped from then on (``drop_late_write_reports``, module docstring)."""
     try:
         with _QuietAbsl():
             return ocp.PyTreeCheckpointer().restore(state_dir, args=args)
     except Exception as e:  # noqa: BLE001 - tensorstore reports a short data file as a bare Exception
-        if not getattr(sys.unraisablehook, "drops_closed_loop_errors", False):
-            sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
-            logging.getLogger("asyncio").addFilter(_DropAbandonedReads())
+        drop_late_write_reports()
         raise CheckpointReadError(array_read_problem(e)) from None
 
 
@@ -306,7 +295,7 @@ def _shapes(tree) -> dict[str, tuple[int, ...]]:
 
 
 def _check_fits(expected: dict, found: dict, source: str, model_name) -> None:
-    """Raises ``ValueError`` naming every missing, unexpected and mis-shaped parameter of ``found`` (a
+    """Raises ``ParamsMismatchError`` naming every missing, unexpected and mis-shaped parameter of ``found`` (a
     ``{"params": ..., "rest": ...}`` tree of arrays or array metadata) against the model's ``expected`` tree."""
     problems = []
     for name in ("params", "rest"):
@@ -316,8 +305,8 @@ def _check_fits(expected: dict, found: dict, source: str, model_name) -> None:
         problems += [f"{name}/{k}: shape {got[k]} != expected {want[k]}"
                      for k in sorted(want.keys() & got.keys()) if got[k] != want[k]]
     if problems:
-        raise ValueError(f"{source}: weights do not fit model {model_name!r} ({len(problems)} problem"
-                         f"{'s' if len(problems) > 1 else ''}): " + "; ".join(problems))
+        raise ParamsMismatchError(f"{source}: weights do not fit model {model_name!r} ({len(problems)} problem"
+                                  f"{'s' if len(problems) > 1 else ''}): " + "; ".join(problems), problems)
 
 
 def _split_abstract(model):

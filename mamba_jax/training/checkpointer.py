@@ -4,6 +4,10 @@ Layout: ``<workdir>/checkpoints/<step>/{state,data_iter,config}``. Kept: the ``m
 the ``keep_best`` steps with the highest validation score (``metrics["score"]``, higher is better). A failed
 background save is ``CheckpointSaveError`` at the next ``poll()``; an unreadable step is ``CheckpointReadError``
 from ``restore``/``stored_config`` (``mamba_jax.training.resume.NewestReadable`` walks back from it).
+
+Global state, for the life of one ``Checkpointer`` only: a filter on the ``absl`` and ``asyncio`` loggers
+(orbax's error records of a failed save) and a hook chained to ``sys.unraisablehook`` (its abandoned writes'
+"Event loop is closed"); ``close()``, which ``train_and_evaluate`` calls in ``finally``, restores both.
 """
 
 from __future__ import annotations
@@ -20,10 +24,43 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
-from mamba_jax.checkpoint import CheckpointReadError, CheckpointSaveError, _cause, _DropOrbaxErrors, \
-    _drop_closed_loop_errors, _QuietPartialRestore, array_read_problem, check_step_files
+from mamba_jax.checkpoint import CheckpointReadError, CheckpointSaveError, _cause, _drop_closed_loop_errors, \
+    array_read_problem, check_step_files, drop_late_write_reports
 
 ITEMS = ("state", "data_iter", "config")
+_FILTERED = ("absl", "asyncio")  # the loggers a Checkpointer filters while it is open
+
+
+class _DropRestoreNotes(logging.Filter):
+    """Drops orbax's warnings that an item of a step "was found in the checkpoint, but could not be restored":
+    emitted for each item a partial read (the config only, the metadata) leaves out on purpose, they read like a
+    failed restore."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "was found in the checkpoint, but could not be restored" not in record.getMessage()
+
+
+class _QuietPartialRestore:
+    """``_DropRestoreNotes`` on the absl logger (orbax logs through it) for the ``with`` block only."""
+
+    def __enter__(self):
+        self._filter = _DropRestoreNotes()
+        logging.getLogger("absl").addFilter(self._filter)
+
+    def __exit__(self, *exc):
+        logging.getLogger("absl").removeFilter(self._filter)
+
+
+class _DropOrbaxErrors(logging.Filter):
+    """Drops the ERROR records of a failed asynchronous save: orbax's own (absl logger) and asyncio's "Task
+    exception was never retrieved" for its abandoned writes; the Checkpointer reports the failure in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        if record.name == "asyncio":
+            return "orbax" not in record.getMessage()
+        return f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
 class Checkpointer:
@@ -42,10 +79,10 @@ class Checkpointer:
         # Installed before the manager, which logs an ERROR for a step's truncated _CHECKPOINT_METADATA (the
         # resume reports that step in one line: mamba_jax.training.resume.NewestReadable).
         self._filter = _DropOrbaxErrors()
-        for name in ("absl", "asyncio"):
+        for name in _FILTERED:
             logging.getLogger(name).addFilter(self._filter)
         self._previous_hook = sys.unraisablehook
-        sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
+        self._hook = sys.unraisablehook = _drop_closed_loop_errors(self._previous_hook)
         try:
             self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         except BaseException:
@@ -161,7 +198,10 @@ class Checkpointer:
             raise CheckpointReadError(array_read_problem(e)) from None
 
     def close(self) -> None:
-        """Waits for the pending save (raising ``CheckpointSaveError`` if it failed) and closes the manager."""
+        """Waits for the pending save (raising ``CheckpointSaveError`` if it failed), closes the manager and
+        restores ``sys.unraisablehook`` and the loggers' filters, however it exits. After a failed save the late
+        reports of its abandoned writes are dropped for the rest of the process instead
+        (``mamba_jax.checkpoint.drop_late_write_reports``)."""
         try:
             if not self._failed:
                 self.wait()
@@ -171,13 +211,18 @@ class Checkpointer:
             except Exception:  # noqa: BLE001 - after a failed save orbax re-raises it here; already reported
                 if not self._failed:
                     raise
-            if not self._failed:  # after a failed save, late callbacks of its abandoned writes may still come
+            finally:
                 self._remove_filters()
+                if self._failed:
+                    drop_late_write_reports()
 
     def _remove_filters(self) -> None:
-        for name in ("absl", "asyncio"):
+        for name in _FILTERED:
             logging.getLogger(name).removeFilter(self._filter)
-        sys.unraisablehook = self._previous_hook
+        if sys.unraisablehook is self._hook:
+            sys.unraisablehook = self._previous_hook
+        else:  # another hook was chained over ours since: ours stays in its chain, passing everything on
+            self._hook.active = False
 
 
 def abstract_with_sharding(tree, sharding) -> object:

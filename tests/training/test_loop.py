@@ -4,6 +4,7 @@ device-to-host transfer at ordinary steps), skipped all-below-threshold batches,
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 
@@ -42,7 +43,32 @@ def losses(workdir: pathlib.Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def test_resume_continues_exactly(corpus, tmp_path):
+# ---- global state: what a run installs it restores, whether it returns or raises -----------------------------
+def _globals() -> dict:
+    import logging
+    import signal
+    import sys
+
+    return dict(hook=sys.unraisablehook, sigint=signal.getsignal(signal.SIGINT),
+                sigterm=signal.getsignal(signal.SIGTERM),
+                **{f"{n} filters": list(logging.getLogger(n).filters) for n in ("absl", "asyncio", "orbax")},
+                **{f"{n} level": logging.getLogger(n).level for n in ("absl", "asyncio", "orbax")})
+
+
+@pytest.fixture
+def restores_globals():
+    """Asserts that the test leaves ``sys.unraisablehook``, the SIGINT/SIGTERM handlers and the filters and
+    levels of the loggers the checkpoint code touches as they were. The one process-wide filter
+    (``drop_late_write_reports``, installed once after a failed save) is installed first, as a failed run would."""
+    from mamba_jax.checkpoint import drop_late_write_reports
+
+    drop_late_write_reports()
+    before = _globals()
+    yield
+    assert _globals() == before
+
+
+def test_resume_continues_exactly(corpus, tmp_path, restores_globals):
     full = tmp_path / "full"
     out = train_and_evaluate(tiny_config(corpus), full)
     assert np.isfinite(out["val_si_snri"]) and np.isfinite(out["val_sdri"])
@@ -58,7 +84,7 @@ def test_resume_continues_exactly(corpus, tmp_path):
     assert all(a[s] == b[s] for s in a), (a, b)  # bit-identical on CPU
 
 
-def test_non_finite_loss_stops_with_the_step(corpus, tmp_path):
+def test_non_finite_loss_stops_with_the_step(corpus, tmp_path, restores_globals):
     cfg = tiny_config(corpus, num_steps=3, checkpoint_every_steps=1)
     cfg.optim.lr = 1e30
     cfg.optim.clip_norm = 0.0
@@ -197,3 +223,21 @@ def test_init_from_fine_tunes_from_checkpoint_weights(corpus, tmp_path, monkeypa
     bad.model.n_filters = 24
     with pytest.raises(ValueError, match="shape"):
         train_and_evaluate(bad, tmp_path / "bad")
+
+
+def test_a_run_whose_save_fails_restores_global_hooks(corpus, tmp_path, monkeypatch, restores_globals):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    from mamba_jax.checkpoint import CheckpointSaveError
+
+    wait = ocp.CheckpointManager.wait_until_finished
+
+    def full_disk(self):  # the background write of the final step fails as on a full disk
+        wait(self)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", full_disk)
+    with pytest.raises(CheckpointSaveError, match="No space left on device"):
+        train_and_evaluate(tiny_config(corpus, num_steps=1, eval_every_steps=100), tmp_path)
