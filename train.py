@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import pathlib
-import re
 import sys
 import traceback
 
@@ -56,50 +55,11 @@ def _config_arg(argv: list[str]) -> str | None:
     return None
 
 
-def _fields_of(argv: list[str], flag: str | None) -> str:
-    """``the fields of config.train: a, b, ...`` for the block a ``--config.train.x`` flag names (the top-level
-    blocks when the block itself is unknown); empty when the config cannot be loaded."""
-    from mamba_jax.config import load_config
-
-    spec = _config_arg(argv)
-    try:
-        node = load_config(spec) if spec else None
-    except Exception:  # noqa: BLE001 - the pointer is a courtesy; the error line stands without it
-        return ""
-    if node is None:
-        return ""
-    path = (flag or "").removeprefix("--config.").split(".")[:-1]
-    where = "config"
-    for part in path:
-        if not hasattr(node, "keys") or part not in node:
-            break
-        node, where = node[part], f"{where}.{part}"
-    names = sorted(node.keys()) if hasattr(node, "keys") else []
-    return f" (the fields of {where}: {', '.join(names)})" if names else ""
-
-
-def _override_problem(argv: list[str], e: BaseException) -> str:
-    """One line for a failed ``--config.a.b=v``: the flag, the unknown field and ml_collections' suggestion,
-    and the fields the flag's config block has."""
-    text = str(e).replace("\\n", "\n").replace("\\'", "'")
-    field = re.search(r"'([^'\n]+)'", text)
-    suggestion = re.search(r'Did you mean "([^"]+)"', text)
-    name = field.group(1) if field else None
-    flag = next((a.split("=")[0] for a in argv if a.startswith("--config.") and name and
-                 re.search(rf"\.{re.escape(name)}(\.|$)", a.split("=")[0])), None)
-    msg = f"{flag or 'a --config.* override'}: no field {name!r} in this config" if name else \
-        f"{flag or 'a --config.* override'}: {text.splitlines()[0]}"
-    if suggestion:
-        fixed = re.sub(rf"\.{re.escape(name)}(\.|$)", rf".{suggestion.group(1)}\1", flag, count=1) if flag else None
-        msg += f"; did you mean {fixed or suggestion.group(1)}?"
-    return msg + _fields_of(argv, flag)
-
-
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors (exit 2) instead of tracebacks; the config file is loaded here,
     so ``main`` never sees a config that failed to load."""
     from mamba_jax.cli import one_line, verbose_requested
-    from mamba_jax.config import config_file_problem
+    from mamba_jax.config import UnknownFieldError, check_overrides, config_file_problem, load_config
 
     verbose = verbose_requested(argv)
     spec = _config_arg(argv)
@@ -107,12 +67,21 @@ def parse_flags(argv: list[str]) -> list[str]:
         problem = config_file_problem(spec)
         if problem:
             _fail(f"--config: {problem}", 2, verbose)
+        try:
+            config = load_config(spec)
+        except Exception:  # noqa: BLE001 - a get_config(arg) error: absl reports it below, as a flag error
+            config = None
+        if config is not None:
+            try:  # unknown fields, checked here: ml_collections' own report is a traceback-shaped KeyError
+                check_overrides(config, argv)
+            except UnknownFieldError as e:
+                _fail(str(e), 2, verbose)
     try:
         rest = flags.FLAGS(argv)
         if _CONFIG.value is not None:
             _CONFIG.value.get("task")  # a config that failed to load raises here (ml_collections defers it)
-    except (AttributeError, KeyError) as e:  # an override naming a field the locked config does not have
-        _fail(_override_problem(argv, e), 2, verbose)
+    except (AttributeError, KeyError) as e:  # e.g. a field the config file itself reads and does not define
+        _fail(f"--config: {one_line(e)}", 2, verbose)
     except flags.Error as e:  # absl: ill-typed value, missing required flag, get_config(arg) error
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         _fail(lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}", 2, verbose)

@@ -20,7 +20,7 @@ import types
 
 import ml_collections
 
-__all__ = ["config_file_problem", "load_config"]
+__all__ = ["UnknownFieldError", "check_overrides", "config_file_problem", "load_config"]
 
 
 def _folder_package(folder: pathlib.Path) -> types.ModuleType:
@@ -67,3 +67,44 @@ def config_file_problem(spec: str) -> str | None:
         f"{folder} holds {', '.join(n.removesuffix('.py') for n in names)}" if names else
         "run from the repository root, where configs/ holds one file per model size")
     return f"config file {path} not found ({hint})"
+
+
+class UnknownFieldError(ValueError):
+    """A ``--config.a.b=v`` override names a field the config does not have. ``flag`` is the override as typed
+    (``--config.train.num_step``), ``field`` the first unknown part, ``suggestion`` the flag with its closest
+    field (or None), ``fields`` the fields of the block it looked in (``where``, e.g. ``config.train``)."""
+
+    def __init__(self, flag: str, field: str, suggestion: str | None, fields: list[str], where: str = "config"):
+        self.flag, self.field, self.suggestion, self.fields, self.where = flag, field, suggestion, fields, where
+        msg = f"{flag}: no field {field!r} in this config"
+        if suggestion:
+            msg += f"; did you mean {suggestion}?"
+        if fields:
+            msg += f" (the fields of {where}: {', '.join(fields)})"
+        super().__init__(msg)
+
+
+def check_overrides(config: ml_collections.ConfigDict, argv: list[str], name: str = "config") -> None:
+    """Raises ``UnknownFieldError`` for the first ``--<name>.a.b[=v]`` argument of ``argv`` whose dotted path
+    is not a field of ``config``, before absl and ml_collections apply the overrides (their error is a
+    traceback-shaped ``KeyError``)."""
+    for arg in argv:
+        if arg == "--":
+            break
+        flag = arg.split("=", 1)[0]
+        dotted = flag.lstrip("-")
+        dotted = dotted.removeprefix("no") if dotted.startswith(f"no{name}.") else dotted  # --noconfig.a.flag
+        if not dotted.startswith(f"{name}."):
+            continue
+        node, where = config, name
+        parts = dotted.split(".")[1:]
+        for i, part in enumerate(parts):
+            fields = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            if part not in fields:
+                close = difflib.get_close_matches(part, fields, n=1)
+                suggestion = None
+                if close:  # the flag as typed with the unknown part replaced
+                    fixed = ".".join([*parts[:i], close[0], *parts[i + 1:]])
+                    suggestion = flag[:len(flag) - len(dotted)] + dotted[:len(dotted) - len(".".join(parts))] + fixed
+                raise UnknownFieldError(flag, part, suggestion, fields, where)
+            node, where = node[part], f"{where}.{part}"

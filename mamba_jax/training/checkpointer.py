@@ -25,7 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
 from mamba_jax.checkpoint import CheckpointReadError, CheckpointSaveError, _cause, _drop_closed_loop_errors, \
-    array_read_problem, check_step_files, drop_late_write_reports
+    _state_metadata, array_read_problem, check_step_files, drop_late_write_reports
 
 ITEMS = ("state", "data_iter", "config")
 _FILTERED = ("absl", "asyncio")  # the loggers a Checkpointer filters while it is open
@@ -61,6 +61,32 @@ class _DropOrbaxErrors(logging.Filter):
         if record.name == "asyncio":
             return "orbax" not in record.getMessage()
         return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+class StateLayoutError(ValueError):
+    """A step's train state has another tree layout than this run's (e.g. the optimiser moments of an older
+    mamba-jax); ``missing``/``unexpected`` are leaf paths (``opt_state/0/inner_state/...``)."""
+
+    def __init__(self, step: int, missing: list[str], unexpected: list[str]):
+        self.step, self.missing, self.unexpected = step, missing, unexpected
+        super().__init__(f"step {step}: train state of another layout ({len(missing)} leaves missing, "
+                         f"{len(unexpected)} unexpected; first: {(missing + unexpected)[0]})")
+
+
+def _leaf_paths(tree, prefix: str = "") -> set[str]:
+    """``a/b/0/c`` for each leaf of a train-state tree or of its stored metadata (dicts, lists, tuples and
+    namedtuples alike, as orbax stores them); empty nodes (None in the metadata) have no leaf."""
+    if tree is None:
+        return set()
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        items = [(k, getattr(tree, k)) for k in tree._fields]
+    elif isinstance(tree, dict):
+        items = list(tree.items())
+    elif isinstance(tree, (list, tuple)):
+        items = list(enumerate(tree))
+    else:
+        return {prefix}
+    return {p for k, v in items for p in _leaf_paths(v, f"{prefix}/{k}" if prefix else str(k))}
 
 
 class Checkpointer:
@@ -106,10 +132,7 @@ class Checkpointer:
     def state_keys(self, step: int) -> set[str] | None:
         """Top-level keys of the train state saved at ``step`` (None if unknown)."""
         try:
-            with _QuietPartialRestore():
-                tree = self.manager.item_metadata(step).state
-            tree = getattr(tree, "tree", tree)
-            return set(tree.keys())
+            return set(_state_metadata(self.directory / str(step) / "state").keys())
         except Exception:  # noqa: BLE001 - metadata is an optimisation; the restore itself reports problems
             return None
 
@@ -183,17 +206,23 @@ class Checkpointer:
         """Restores the train state, its arrays with ``abstract_state``'s shardings, and the iterator in place.
 
         ``CheckpointReadError`` (one line naming the file or item) when a file of the step is truncated or
-        corrupt; a ``ValueError`` of orbax's about the tree's structure (another train-state layout) passes."""
-        check_step_files(self.directory / str(step))
+        corrupt; ``StateLayoutError`` when the stored tree's leaves are not ``abstract_state``'s (checked on the
+        step's metadata before reading)."""
+        step_dir = self.directory / str(step)
+        check_step_files(step_dir)
+        try:
+            stored = _state_metadata(step_dir / "state")
+        except Exception as e:  # noqa: BLE001 - e.g. no params: the step cannot be read as a train state
+            raise CheckpointReadError(f"state: {_cause(e)}") from None
+        want = _leaf_paths(abstract_state)
+        have = _leaf_paths({k: v for k, v in stored.items() if k in abstract_state})
+        if want != have:
+            raise StateLayoutError(step, sorted(want - have), sorted(have - want))
         items = dict(state=ocp.args.StandardRestore(abstract_state))
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
         try:
             return self.manager.restore(step, args=ocp.args.Composite(**items)).state
-        except ValueError as e:
-            if "tree structures do not match" in str(e):
-                raise
-            raise CheckpointReadError(array_read_problem(e)) from None
         except Exception as e:  # noqa: BLE001 - tensorstore reports a short data file as a bare Exception
             raise CheckpointReadError(array_read_problem(e)) from None
 

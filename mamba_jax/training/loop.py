@@ -51,7 +51,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from mamba_jax.training.checkpointer import Checkpointer, abstract_with_sharding
+from mamba_jax.training.checkpointer import Checkpointer, StateLayoutError, abstract_with_sharding
 from mamba_jax.data.pipeline import iterate
 from mamba_jax.layers.mamba import set_scan_sharding
 from mamba_jax.models import build_model
@@ -199,17 +199,15 @@ class _StopOnSignal:
 def _initialize_from(path, config, state, state_sharding) -> dict:
     """``state`` with ``params``/``rest`` replaced by those of the checkpoint at ``path`` (shape-checked against
     this run's model; the optimiser state is re-initialised for them)."""
-    from mamba_jax.checkpoint import load_model, read_config
+    from mamba_jax.checkpoint import ParamsMismatchError, load_model, read_config
 
     _, src_step = read_config(path)
     try:
         model = load_model(path, config)[0]
-    except ValueError as e:  # _check_fits: every missing/unexpected/mis-shaped parameter (kilobytes)
-        parts = str(e).split("): ", 1)
-        problems = parts[-1].split("; ")
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    except ParamsMismatchError as e:  # every missing/unexpected/mis-shaped parameter (kilobytes): the first
+        more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""
         raise InitFromError(f"train.init_from={path}: its weights do not fit this config's model: "
-                            f"{problems[0]}{more}") from None
+                            f"{e.problems[0]}{more}") from None
     _, p, r, _ = _split_model(model)
     tx = make_optimizer(config.optim, config.train.num_steps)
     new = dict(state, params=p, rest=r, opt_state=tx.init(p))
@@ -226,9 +224,7 @@ def _restore_or_init(ckpt, walk, config, workdir, tx, abstract_state, state_shar
         target = {k: v for k, v in abstract_state.items() if stored is None or k in stored}
         try:
             return ckpt.restore(step, abstract_with_sharding(target, state_sharding), train_iter)
-        except ValueError as e:  # orbax: the stored tree is not this run's (a train state of an older layout)
-            if "tree structures do not match" not in str(e):
-                raise
+        except StateLayoutError:  # the stored tree is not this run's (a train state of an older layout)
             raise ConfigMismatchError(
                 f"cannot resume {workdir}: its checkpoint (step {step}) holds a train state of another layout "
                 f"(mamba-jax before 2026-11-30 stored the optimiser moments per parameter array; they are now one "
