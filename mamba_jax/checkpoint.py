@@ -85,16 +85,24 @@ def array_read_problem(exc: BaseException) -> str:
     return f"state: array data cannot be read, truncated or corrupt ({text[:200]})"
 
 
+def _os_errno(exc: BaseException) -> int | None:
+    """The OS error number of a failed write: an ``OSError``'s own, else the one tensorstore writes into its
+    message (``os_error_code='28'``: it raises a bare ``ValueError``, the text is all it gives)."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno:
+            return e.errno
+    m = re.search(r"os_error_code='(\d+)'", str(exc)) or re.search(r"\[Errno (\d+)\]", str(exc))
+    return int(m.group(1)) if m else None
+
+
 def _cause(exc: BaseException) -> str:
     """The operating-system reason of a failed write (``No space left on device``), else the first line."""
     for e in (exc, exc.__cause__, exc.__context__):
         if isinstance(e, OSError) and e.strerror:
             return e.strerror
-    text = str(exc)
-    m = re.search(r"os_error_code='(\d+)'", text) or re.search(r"\[Errno (\d+)\]", text)
-    if m:
-        return os.strerror(int(m.group(1)))
-    return (text.splitlines() or [type(exc).__name__])[0][:300]
+    if (err := _os_errno(exc)) is not None:
+        return os.strerror(err)
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _drop_closed_loop_errors(previous, process_wide: bool = False):

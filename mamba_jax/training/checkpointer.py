@@ -12,6 +12,7 @@ Global state, for the life of one ``Checkpointer`` only: a filter on the ``absl`
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pathlib
@@ -25,7 +26,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
 from mamba_jax.checkpoint import CheckpointReadError, CheckpointSaveError, _cause, _drop_closed_loop_errors, \
-    _state_metadata, array_read_problem, check_step_files, drop_late_write_reports
+    _os_errno, _state_metadata, array_read_problem, check_step_files, drop_late_write_reports
 
 ITEMS = ("state", "data_iter", "config")
 _FILTERED = ("absl", "asyncio")  # the loggers a Checkpointer filters while it is open
@@ -181,7 +182,7 @@ class Checkpointer:
             if self.directory.is_dir() else []
         previous = f"the previous checkpoint (step {kept[-1]}) is intact" if kept else "no earlier checkpoint"
         cause = _cause(exc)
-        hint = "Free some space" if "space" in cause or "quota" in cause.lower() else "Fix this"
+        hint = "Free some space" if _os_errno(exc) in (errno.ENOSPC, errno.EDQUOT) else "Fix this"
         raise CheckpointSaveError(
             f"checkpoint save failed: step {step} could not be written to {self.directory}: {cause}; "
             f"{previous}. {hint} and re-run the same command to resume.") from None
