@@ -5,7 +5,8 @@
 
 Re-running the same command resumes from the latest checkpoint in ``--workdir`` (Ctrl-C or SIGTERM first
 write a checkpoint of the current step). Overrides are type-checked and unknown fields are errors
-(``lock_config``; an unknown field is ``mamba_jax.config.UnknownFieldError``, checked before absl parses). Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
+(``lock_config``; an unknown field is ``mamba_jax.config.UnknownFieldError``, checked before absl parses).
+Multi-host: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
 mamba_jax/training/distributed.py).
 
 Errors are one line on stderr naming the setting or path and the cause. Exit status 2 (usage): a missing
