@@ -93,28 +93,28 @@ class CTCPrefixState(NamedTuple):
     last: jax.Array
 
 
-def ctc_prefix_init(x: Float[Array, "T V"], n: int, *, blank_id: int, bos_id: int) -> CTCPrefixState:
+def ctc_prefix_init(x: Float[Array, "L V"], n: int, *, blank_id: int, bos_id: int) -> CTCPrefixState:
     """The empty prefix (only bos so far): r^n = -inf, r^b_t = sum_{<=t} log p(blank)."""
     rb = jnp.cumsum(x[:, blank_id])
-    r = jnp.stack([jnp.full_like(rb, NEG_INF), rb], axis=-1)  # [T, 2]
+    r = jnp.stack([jnp.full_like(rb, NEG_INF), rb], axis=-1)  # [L, 2]
     return CTCPrefixState(jnp.broadcast_to(r[:, None], (x.shape[0], n, 2)), jnp.zeros((n,)),
                           jnp.full((n,), bos_id, jnp.int32))
 
 
-def ctc_prefix_score(x: Float[Array, "T V"], st: CTCPrefixState, cand: Int[Array, "N K"], *, blank_id: int,
-                     bos_id: int) -> tuple[Float[Array, "N K"], Float[Array, "T N K 2"]]:
+def ctc_prefix_score(x: Float[Array, "L V"], st: CTCPrefixState, cand: Int[Array, "W Kt"], *, blank_id: int,
+                     bos_id: int) -> tuple[Float[Array, "W Kt"], Float[Array, "L W Kt 2"]]:
     """ψ(prefix + c) for candidates ``cand`` and the extended prefixes' r, by the standard recursion::
 
         phi_t   = r^b_t(g) if c == last(g) else r^b_t(g) ⊕ r^n_t(g)
         r^n_t(h) = (r^n_{t-1}(h) ⊕ phi_{t-1}) + x_t(c),   r^b_t(h) = (r^b_{t-1}(h) ⊕ r^n_{t-1}(h)) + x_t(blank)
         ψ(h)    = r^n_1(h) ⊕ ⊕_{t>=2} (phi_{t-1} + x_t(c)),  r^n_1(h) = x_1(c) if g is empty else -inf
     """
-    xc = x[:, cand]  # [T, N, K]
-    r_sum = jnp.logaddexp(st.r[..., 0], st.r[..., 1])  # [T, N]
-    same = (cand == st.last[:, None])[None]  # [1, N, K]
-    phi = jnp.where(same, st.r[..., 1][..., None], r_sum[..., None])  # [T, N, K]
+    xc = x[:, cand]  # [L, W, Kt]
+    r_sum = jnp.logaddexp(st.r[..., 0], st.r[..., 1])  # [L, W]
+    same = (cand == st.last[:, None])[None]  # [1, W, Kt]
+    phi = jnp.where(same, st.r[..., 1][..., None], r_sum[..., None])  # [L, W, Kt]
     empty = (st.last == bos_id)[:, None]
-    rn0 = jnp.where(empty, xc[0], NEG_INF)  # [N, K]
+    rn0 = jnp.where(empty, xc[0], NEG_INF)  # [W, Kt]
     rb0 = jnp.full_like(rn0, NEG_INF)
 
     def body(carry, inp):
@@ -164,7 +164,7 @@ def length_bucket(n: int, minimum: int = 16) -> int:
 # structure), so every utterance, and every model of the same config, reuses one compiled function per shape.
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _decoder_init(graphdef, params, enc, length, n, max_len):
-    enc = jnp.broadcast_to(enc, (n, *enc.shape[1:]))  # [N, T, D]
+    enc = jnp.broadcast_to(enc, (n, *enc.shape[1:]))  # [W, L, D]
     return nnx.merge(graphdef, params).init_decoder_state(enc, jnp.full((n,), length, jnp.int32), max_len)
 
 
@@ -177,7 +177,7 @@ def _decoder_step(graphdef, params, state, beam_idx, tokens, pos):
 @functools.partial(jax.jit, static_argnums=0)
 def _decoder_full(graphdef, params, prefix, enc, length):
     n = prefix.shape[0]
-    enc = jnp.broadcast_to(enc, (n, *enc.shape[1:]))  # [N, T, D]
+    enc = jnp.broadcast_to(enc, (n, *enc.shape[1:]))  # [W, L, D]
     return nnx.merge(graphdef, params).decode(prefix, enc, jnp.full((n,), length, jnp.int32))[:, -1]
 
 
@@ -208,11 +208,11 @@ def _joint_scores(att, x, ctc_st, *, blank_id, bos_id, eos_id, topk, w):
     """Joint step scores ``[N, V]`` (candidates outside the top-k get -inf) and the candidates' CTC r."""
     n, v = att.shape
     if topk:
-        cand = jax.lax.top_k(att, topk)[1]  # [N, K]
+        cand = jax.lax.top_k(att, topk)[1]  # [W, Kt]
     else:
         cand = jnp.broadcast_to(jnp.arange(v), (n, v))
     psi, r_new = ctc_prefix_score(x, ctc_st, cand, blank_id=blank_id, bos_id=bos_id)
-    psi_eos = jnp.logaddexp(ctc_st.r[-1, :, 0], ctc_st.r[-1, :, 1])  # [N]
+    psi_eos = jnp.logaddexp(ctc_st.r[-1, :, 0], ctc_st.r[-1, :, 1])  # [W]
     ctc_full = jnp.full((n, v), NEG_INF).at[jnp.arange(n)[:, None], cand].set(psi)
     ctc_full = ctc_full.at[:, eos_id].set(psi_eos)
     joint = (1.0 - w) * att + w * (ctc_full - ctc_st.psi[:, None])
@@ -223,7 +223,7 @@ def _joint_scores(att, x, ctc_st, *, blank_id, bos_id, eos_id, topk, w):
     return joint, cand, r_new, ctc_full
 
 
-def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 T D"], ctc_logprobs: Float[Array, "T V"],
+def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 L D"], ctc_logprobs: Float[Array, "L V"],
                       cfg: BeamSearchConfig = BeamSearchConfig(), *, incremental: bool = True,
                       length: int | None = None, bucket: bool = True) -> list[Hypothesis]:
     """Joint attention/CTC beam search for one utterance. Returns the finished hypotheses, best first.
@@ -264,7 +264,7 @@ def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 T D"], ctc_logprob
         att = scorer(prefix, beam_idx)
         joint, cand, r_new, ctc_full = _joint_scores(att, x, ctc_st, blank_id=cfg.blank_id, bos_id=cfg.bos_id,
                                                      eos_id=cfg.eos_id, topk=cfg.ctc_topk, w=cfg.ctc_weight)
-        total = scores[:, None] + np.asarray(joint, np.float64)  # [N, V]
+        total = scores[:, None] + np.asarray(joint, np.float64)  # [W, V]
         if step == max_steps - 1:  # last step: every live hypothesis ends with eos
             for i in range(n):
                 if scores[i] > NEG_INF / 2:
@@ -300,14 +300,14 @@ def joint_beam_search(model: nnx.Module, enc: Float[Array, "1 T D"], ctc_logprob
     return sorted(finished, key=lambda h: -h.score)
 
 
-def _pad_frames(a: Float[Array, "1 T D"], length: int, frames: int) -> Float[Array, "1 frames D"]:
+def _pad_frames(a: Float[Array, "1 L D"], length: int, frames: int) -> Float[Array, "1 frames D"]:
     """The first ``length`` frames of ``a``, zero-padded (or cut) to ``frames`` (on the host: no shape-specific
     device op to compile)."""
     a = np.asarray(a)[:, :min(length, frames)]
     return jnp.asarray(np.pad(a, ((0, 0), (0, frames - a.shape[1]), (0, 0))))
 
 
-def _pad_ctc(x: Float[Array, "T V"], length: int, frames: int, blank_id: int) -> Float[Array, "frames V"]:
+def _pad_ctc(x: Float[Array, "L V"], length: int, frames: int, blank_id: int) -> Float[Array, "frames V"]:
     """CTC log-probs of ``length`` valid frames padded to ``frames`` with certain blanks (log 1 for blank, NEG_INF
     for the rest): ``r^b`` carries the prefix's total through them and ``r^n`` gains nothing, so every prefix and
     eos score equals the unpadded one."""

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mamba_jax.typing import Array, Float, Int
+from mamba_jax.typing import Array, ArrayLike, Float, Int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +78,12 @@ def _window(cfg: FbankConfig) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def num_frames(num_samples: int | Int[Array, "B"], cfg: FbankConfig):
+def num_frames(num_samples: int | Int[ArrayLike, "B"], cfg: FbankConfig):
     """Frames for ``num_samples`` samples (center=True): ``1 + T // hop``."""
     return 1 + num_samples // cfg.hop_length
 
 
-def fbank(wav: Float[Array, "B T"], cfg: FbankConfig = FbankConfig(), lengths: Int[Array, "B"] | None = None
+def fbank(wav: Float[ArrayLike, "B T"], cfg: FbankConfig = FbankConfig(), lengths: Int[ArrayLike, "B"] | None = None
           ) -> Float[Array, "B L F"]:
     """Log-mel filterbank in dB, float32 (see the module docstring).
 

@@ -118,7 +118,8 @@ def _make_branch(cfg: MambaConfig, dtype, rngs: nnx.Rngs) -> Branch:
     return Branch(conv1d, x_proj, dt_proj, nnx.Param(a_log), nnx.Param(jnp.ones((e,), jnp.float32)))
 
 
-def split_in_proj(in_proj: nnx.Linear, x: Float[Array, "B L D"]) -> tuple[Float[Array, "B L E"], Float[Array, "B L E"]]:
+def split_in_proj(in_proj: nnx.Linear, x: Float[Array, "B *Ls D"]
+                  ) -> tuple[Float[Array, "B *Ls E"], Float[Array, "B *Ls E"]]:
     """``(x, z)``: the two halves of ``in_proj(x)`` (also for a single step ``[B, D]``)."""
     xz = in_proj(x)  # [B, L, 2E]
     e = xz.shape[-1] // 2

@@ -34,7 +34,7 @@ def _normalise(x: jax.Array, axes: tuple[int, ...], eps: float) -> jax.Array:
 def _normalise_masked(x: jax.Array, mask: jax.Array, eps: float) -> jax.Array:
     """``_normalise`` over every non-batch axis, counting only positions where ``mask [B, *S]`` is True."""
     xf = x.astype(jnp.float32)
-    m = mask.astype(jnp.float32)[..., None]  # [B, *S, 1]
+    m = mask.astype(jnp.float32)[..., None]  # [B, *Sp, 1]
     axes = tuple(range(1, x.ndim))
     count = jnp.maximum(jnp.sum(m, axis=axes, keepdims=True) * x.shape[-1], 1.0)
     mean = jnp.sum(xf * m, axis=axes, keepdims=True) / count
@@ -50,8 +50,8 @@ class GroupNorm1(nnx.Module):
         self.weight = nnx.Param(jnp.ones((channels,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
 
-    def __call__(self, x: Float[Array, "B *S C"], mask: Bool[Array, "B *S"] | None = None
-                 ) -> Float[Array, "B *S C"]:
+    def __call__(self, x: Float[Array, "B *Sp Ch"], mask: Bool[Array, "B *Sp"] | None = None
+                 ) -> Float[Array, "B *Sp Ch"]:
         """``mask``: statistics over the positions where it is True only (a right-padded batch)."""
         y = _normalise(x, tuple(range(1, x.ndim)), self.eps) if mask is None else _normalise_masked(x, mask, self.eps)
         return (y * self.weight[...] + self.bias[...]).astype(x.dtype)
@@ -65,7 +65,7 @@ class ChannelLayerNorm(nnx.Module):
         self.gamma = nnx.Param(jnp.ones((channels,), jnp.float32))
         self.beta = nnx.Param(jnp.zeros((channels,), jnp.float32))
 
-    def __call__(self, x: Float[Array, "*S C"]) -> Float[Array, "*S C"]:
+    def __call__(self, x: Float[Array, "*Sp Ch"]) -> Float[Array, "*Sp Ch"]:
         return (_normalise(x, (-1,), self.eps) * self.gamma[...] + self.beta[...]).astype(x.dtype)
 
 
@@ -77,7 +77,7 @@ class ChannelFreqLayerNorm(nnx.Module):
         self.gamma = nnx.Param(jnp.ones((channels, n_freqs), jnp.float32))
         self.beta = nnx.Param(jnp.zeros((channels, n_freqs), jnp.float32))
 
-    def __call__(self, x: Float[Array, "B T F C"]) -> Float[Array, "B T F C"]:
+    def __call__(self, x: Float[Array, "B L F Ch"]) -> Float[Array, "B L F Ch"]:
         y = _normalise(x, (-2, -1), self.eps) * self.gamma[...].T + self.beta[...].T  # affine [F, C]
         return y.astype(x.dtype)
 

@@ -79,7 +79,7 @@ def _cubic_weights(t: jax.Array) -> jax.Array:
     return jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
 
 
-def _resample_segment(x: jax.Array, src: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+def _resample_segment(x: jax.Array, src: jax.Array, lo: jax.Array | int, hi: jax.Array | int) -> jax.Array:
     """Bicubic sample of ``x [B, L, F]`` at fractional frames ``src [L]``, indices clamped to ``[lo, hi]``."""
     i0 = jnp.floor(src)
     t = src - i0

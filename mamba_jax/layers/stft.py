@@ -58,7 +58,7 @@ def stft(x: Float[Array, "B T"], n_fft: int, hop: int, lengths: Int[Array, "B"] 
     return jnp.fft.rfft(frames, axis=-1)
 
 
-def _overlap_add(pieces: Float[Array, "B L R H"], hop: int) -> Float[Array, "B N"]:
+def _overlap_add(pieces: Float[Array, "B L Rp Hop"], hop: int) -> Float[Array, "B T2"]:
     """Sums piece ``j`` of frame ``t`` into samples ``[(t + j) hop, (t + j + 1) hop)``; ``[B, (L + R - 1) hop]``."""
     b, n, r, _ = pieces.shape
     out = jnp.zeros((b, (n + r - 1) * hop), jnp.float32)

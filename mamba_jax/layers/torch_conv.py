@@ -52,7 +52,7 @@ class _ConvNd(nnx.Module):
         self.weight = nnx.Param(init(rngs.params(), shape))
         self.bias = nnx.Param(init(rngs.params(), (out_channels,))) if use_bias else None
 
-    def __call__(self, x: Float[Array, "B *S C"]) -> Float[Array, "B *S O"]:
+    def __call__(self, x: Float[Array, "B *Sp Ci"]) -> Float[Array, "B *So Co"]:
         nd = self._nd
         dtype = self.dtype or x.dtype
         x = x.astype(dtype)

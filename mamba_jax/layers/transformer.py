@@ -81,8 +81,8 @@ class TransformerDecoder(nnx.Module):
                                                         rngs=rngs) for _ in range(num_layers)])
         self.norm = LayerNorm(d_model, eps=1e-6)
 
-    def __call__(self, tgt: Float[Array, "B U D"], memory: Float[Array, "B T D"],
-                 memory_mask: Bool[Array, "B T"] | None = None,
+    def __call__(self, tgt: Float[Array, "B U D"], memory: Float[Array, "B L D"],
+                 memory_mask: Bool[Array, "B L"] | None = None,
                  tgt_valid: Bool[Array, "B U"] | None = None) -> Float[Array, "B U D"]:
         """``memory_mask``/``tgt_valid``: True on real frames/tokens (padding keys are not attended)."""
         b, u = tgt.shape[:2]
@@ -96,7 +96,7 @@ class TransformerDecoder(nnx.Module):
             tgt = layer(tgt, memory, self_mask, cross_mask)
         return self.norm(tgt)
 
-    def init_state(self, memory: Float[Array, "B T D"], memory_mask: Bool[Array, "B T"] | None, max_len: int
+    def init_state(self, memory: Float[Array, "B L D"], memory_mask: Bool[Array, "B L"] | None, max_len: int
                    ) -> dict[str, Any]:
         """Per layer: an empty self-attention cache of ``max_len`` positions and the memory's keys/values."""
         b = memory.shape[0]
@@ -111,7 +111,7 @@ class TransformerDecoder(nnx.Module):
              ) -> tuple[Float[Array, "B D"], dict[str, Any]]:
         """Output at position ``pos`` given the embedded token there; writes its keys/values into the cache."""
         t = x[:, None, :]  # [B, 1, D]
-        cross_mask = state["memory_mask"][:, None, :]  # [B, 1, T]
+        cross_mask = state["memory_mask"][:, None, :]  # [B, 1, L]
         new_kv = []
         for layer, kv, ckv in zip(self.layers, state["self_kv"], state["cross_kv"]):
             a, kv = layer.self_attn.step_self(layer.norm1(t), kv, pos)
@@ -145,21 +145,21 @@ class MambaDecoderLayer(nnx.Module):
         return t + self.drop3(self.pos_ffn(self.norm3(t)))
 
 
-def _state_after(m: Mamba, x: Float[Array, "B T D"], lengths: Int[Array, "B"]) -> MambaState:
+def _state_after(m: Mamba, x: Float[Array, "B L D"], lengths: Int[Array, "B"]) -> MambaState:
     """The state of ``m`` (from zero) after the first ``lengths[b]`` steps of each row of ``x``, padding ignored.
 
     One scan over the padded batch whose padded steps are identity steps (delta = 0: ``h_t = h_{t-1}``), and
     the convolution state gathered from the last ``K-1`` valid inputs."""
-    xi, _ = split_in_proj(m.in_proj, x)  # [B, T, E]
+    xi, _ = split_in_proj(m.in_proj, x)  # [B, L, E]
     t = x.shape[1]
-    valid = jnp.arange(t)[None, :] < lengths[:, None]  # [B, T]
+    valid = jnp.arange(t)[None, :] < lengths[:, None]  # [B, L]
     x_conv = jax.nn.silu(m.conv1d(xi))
     dt, b, c, a, d_skip, dt_bias = ssm_params(m.cfg, m.branch, x_conv)
-    delta = jax.nn.softplus(dt.astype(jnp.float32) + dt_bias) * valid[..., None]  # [B, T, E]
+    delta = jax.nn.softplus(dt.astype(jnp.float32) + dt_bias) * valid[..., None]  # [B, L, E]
     _, h = selective_scan(x_conv, delta, a, b, c, D=d_skip, delta_softplus=False, return_last_state=True,
                           impl=m.scan_impl, sharding=m.scan_sharding)
     k1 = m.cfg.d_conv - 1
-    xs = jnp.concatenate([jnp.zeros((x.shape[0], k1, xi.shape[-1]), xi.dtype), xi], axis=1)  # [B, K-1+T, E]
+    xs = jnp.concatenate([jnp.zeros((x.shape[0], k1, xi.shape[-1]), xi.dtype), xi], axis=1)  # [B, K-1+L, E]
     idx = lengths[:, None] + jnp.arange(k1)[None, :]  # xs rows of inputs lengths-K+1 .. lengths-1
     conv = jnp.take_along_axis(xs, idx[..., None], axis=1)  # [B, K-1, E]
     return MambaState(conv.astype(jnp.float32), h)
@@ -175,15 +175,15 @@ class MambaDecoder(nnx.Module):
                                                   rngs=rngs) for _ in range(num_layers)])
         self.norm = LayerNorm(mcfg.d_model, eps=1e-6)
 
-    def __call__(self, tgt: Float[Array, "B U D"], memory: Float[Array, "B T D"],
-                 memory_mask: Bool[Array, "B T"] | None = None,
+    def __call__(self, tgt: Float[Array, "B U D"], memory: Float[Array, "B L D"],
+                 memory_mask: Bool[Array, "B L"] | None = None,
                  tgt_valid: Bool[Array, "B U"] | None = None) -> Float[Array, "B U D"]:
         del memory_mask, tgt_valid  # the original passes masks to neither Mamba
         for layer in self.layers:
             tgt = layer(tgt, memory)
         return self.norm(tgt)
 
-    def init_state(self, memory: Float[Array, "B T D"], memory_mask: Bool[Array, "B T"] | None, max_len: int
+    def init_state(self, memory: Float[Array, "B L D"], memory_mask: Bool[Array, "B L"] | None, max_len: int
                    ) -> dict[str, Any]:
         """Self-Mamba: zero state. Cross-Mamba: the state after scanning the memory; with ``memory_mask``
         (right padding) the state after each row's last valid frame, as if the memory were unpadded."""

@@ -29,7 +29,8 @@ def _nonfinite_error(model: str) -> ValueError:
     return ValueError(f"{model}: input waveform contains NaN or inf values")
 
 
-def check_waveform(mix: jax.Array, *, model: str, min_len: int, check_finite: CheckFinite = "eager") -> None:
+def check_waveform(mix: jax.Array | np.ndarray, *, model: str, min_len: int, check_finite: CheckFinite = "eager"
+                   ) -> None:
     """Raises ``ValueError`` for a non-``[B, T]`` input, ``T < min_len``, or (see module doc) NaN/inf."""
     if check_finite not in ("eager", "callback", "off"):
         raise ValueError(f"check_finite must be 'eager', 'callback' or 'off', got {check_finite!r}")

@@ -7,15 +7,15 @@ arXiv 2407.09732; code: xi-j/Mamba-TasNet hparams/WSJ0Mix/dpmamba_*.yaml, Speech
 
 What it computes, for ``mix [B, T]`` (8 kHz)::
 
-    w     = relu(Conv1d(1 -> N, k=16, s=8, no bias)(mix))            # [B, L, N]
-    x     = Conv1x1(N -> N, no bias)(GroupNorm(1, N, eps 1e-8)(w))    # [B, L, N]
-    x     = segment(x, K=250, hop 125)                               # [B, C, K, N], C chunks
-    n_dp x:  intra = GN(intra_mdl(x along K)) (+ x if skip_around_intra)
-             out   = GN(inter_mdl(intra along C)) + intra            # GN = GroupNorm(1, N) over (C, K, N)
-    x     = Conv2d 1x1 (N -> S*N, bias)(PReLU(x))  -> overlap-add   # [B*S, L, N]
+    w     = relu(Conv1d(1 -> M, k=16, s=8, no bias)(mix))            # [B, L, M]
+    x     = Conv1x1(M -> M, no bias)(GroupNorm(1, M, eps 1e-8)(w))    # [B, L, M]
+    x     = segment(x, K=250, hop 125)                               # [B, C, Lc, M], C chunks
+    n_dp x:  intra = GN(intra_mdl(x along Lc)) (+ x if skip_around_intra)
+             out   = GN(inter_mdl(intra along C)) + intra            # GN = GroupNorm(1, M) over (C, Lc, M)
+    x     = Conv2d 1x1 (M -> S*M, bias)(PReLU(x))  -> overlap-add   # [B*S, L, M]
     x     = Conv1x1(no bias)(tanh(Conv1x1(x)) * sigmoid(Conv1x1(x)))
-    masks = relu(x)                                                  # [B, S, L, N]
-    out_s = ConvTranspose1d(N -> 1, k=16, s=8, no bias)(w * mask_s), zero-padded to T
+    masks = relu(x)                                                  # [B, S, L, M]
+    out_s = ConvTranspose1d(M -> 1, k=16, s=8, no bias)(w * mask_s), zero-padded to T
 
 intra_mdl / inter_mdl are each one pre-norm BiMamba-v2 block + final RMSNorm (``n_mamba_dp // 2 = 1``),
 independent per layer. Input ``[B, T]`` float, ``T >= 16``; output ``[B, S, T]``.
@@ -103,7 +103,7 @@ PRESETS = {
 }
 
 
-def segment(x: Float[Array, "B L N"], k: int) -> tuple[Float[Array, "B C K N"], int]:
+def segment(x: Float[Array, "B L M"], k: int) -> tuple[Float[Array, "B C Lc M"], int]:
     """SpeechBrain ``_Segmentation``: 50%-overlapping chunks of ``k`` frames, interleaved; returns (chunks, gap).
 
     Right-pad ``gap = k - (k/2 + L % k) % k`` zeros, then ``k/2`` zeros on both sides; chunking the signal
@@ -112,20 +112,20 @@ def segment(x: Float[Array, "B L N"], k: int) -> tuple[Float[Array, "B C K N"], 
     b, l, n = x.shape
     p = k // 2
     gap = k - (p + l % k) % k
-    x = jnp.pad(x, ((0, 0), (p, gap + p), (0, 0)))  # [B, L + gap + 2P, N]
-    first = x[:, :-p].reshape(b, -1, k, n)  # [B, C1, K, N]
+    x = jnp.pad(x, ((0, 0), (p, gap + p), (0, 0)))  # [B, L + gap + 2P, M]
+    first = x[:, :-p].reshape(b, -1, k, n)  # [B, C1, Lc, M]
     second = x[:, p:].reshape(b, -1, k, n)
-    return jnp.stack([first, second], axis=2).reshape(b, -1, k, n), gap  # [B, 2*C1, K, N]
+    return jnp.stack([first, second], axis=2).reshape(b, -1, k, n), gap  # [B, 2*C1, Lc, M]
 
 
-def overlap_add(x: Float[Array, "B C K N"], gap: int) -> Float[Array, "B L N"]:
+def overlap_add(x: Float[Array, "B C Lc M"], gap: int) -> Float[Array, "B L M"]:
     """SpeechBrain ``_over_add``: the inverse bookkeeping of :func:`segment` (overlapping halves summed)."""
     b, c, k, n = x.shape
     p = k // 2
     x = x.reshape(b, c // 2, 2, k, n)
     first = x[:, :, 0].reshape(b, -1, n)[:, p:]
     second = x[:, :, 1].reshape(b, -1, n)[:, :-p]
-    out = first + second  # [B, L + gap, N]
+    out = first + second  # [B, L + gap, M]
     return out[:, : out.shape[1] - gap]
 
 
@@ -143,8 +143,8 @@ class DualComputationBlock(nnx.Module):
         self.intra_norm = GroupNorm1(cfg.n_filters, eps=cfg.gn_eps)
         self.inter_norm = GroupNorm1(cfg.n_filters, eps=cfg.gn_eps)
 
-    def __call__(self, x: Float[Array, "B C K N"], chunks: Int[Array, "B"] | None = None
-                 ) -> Float[Array, "B C K N"]:
+    def __call__(self, x: Float[Array, "B C Lc M"], chunks: Int[Array, "B"] | None = None
+                 ) -> Float[Array, "B C Lc M"]:
         """``chunks``: valid chunks per row (module docstring); the others never reach the valid ones."""
         b, c, k, n = x.shape
         mask = None if chunks is None else jnp.broadcast_to(valid_mask(chunks, c)[:, :, None], (b, c, k))
@@ -152,9 +152,9 @@ class DualComputationBlock(nnx.Module):
         intra = self.intra_norm(intra, mask)
         if self.skip_around_intra:
             intra = intra + x
-        inter = jnp.swapaxes(intra, 1, 2).reshape(b * k, c, n)  # [B*K, C, N], along chunks
+        inter = jnp.swapaxes(intra, 1, 2).reshape(b * k, c, n)  # [B*Lc, C, M], along chunks
         inter_len = None if chunks is None else jnp.repeat(chunks, k)  # row b*K + j has chunks[b]
-        inter = jnp.swapaxes(self.inter_mdl(inter, inter_len).reshape(b, k, c, n), 1, 2)  # [B, C, K, N]
+        inter = jnp.swapaxes(self.inter_mdl(inter, inter_len).reshape(b, k, c, n), 1, 2)  # [B, C, Lc, M]
         return self.inter_norm(inter, mask) + intra
 
 
@@ -173,7 +173,7 @@ class DualPathMaskNet(nnx.Module):
         self.output = nnx.List([Conv1d(n, n, 1, rngs=rngs)])  # keys output.0.* (nn.Sequential(conv, Tanh))
         self.output_gate = nnx.List([Conv1d(n, n, 1, rngs=rngs)])
 
-    def __call__(self, w: Float[Array, "B L N"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S L N"]:
+    def __call__(self, w: Float[Array, "B L M"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S L M"]:
         """``lengths``: valid frames per row (module docstring); masks beyond them are zero."""
         b, l, n = w.shape
         s = self.cfg.num_spks
@@ -183,13 +183,13 @@ class DualPathMaskNet(nnx.Module):
         else:
             x = mask_padding(self.conv1d(self.norm(w, valid_mask(lengths, l))), lengths)
             chunks = 2 * ((lengths + k // 2) // k + 1)  # segment() of the unpadded call: C = 2 * C1
-        x, gap = segment(x, k)  # [B, C, K, N]
+        x, gap = segment(x, k)  # [B, C, Lc, M]
         for block in self.dual_mdl:
             x = block(x) if chunks is None else mask_padding(block(x, chunks), chunks)  # padded chunks kept at 0
-        x = self.conv2d(self.prelu(x))  # [B, C, K, S*N], source-major channels
+        x = self.conv2d(self.prelu(x))  # [B, C, Lc, S*M], source-major channels
         _, c, k, _ = x.shape
         x = jnp.moveaxis(x.reshape(b, c, k, s, n), 3, 1).reshape(b * s, c, k, n)
-        x = overlap_add(x, gap)  # [B*S, L, N]
+        x = overlap_add(x, gap)  # [B*S, L, M]
         x = jnp.tanh(self.output[0](x)) * jax.nn.sigmoid(self.output_gate[0](x))
         x = self.end_conv1x1(x)
         masks = jax.nn.relu(x.reshape(b, s, l, n))

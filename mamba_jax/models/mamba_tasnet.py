@@ -6,11 +6,11 @@ Speech Separation, Recognition, and Synthesis", arXiv 2407.09732 (code: xi-j/Mam
 
 What it computes, for ``mix [B, T]`` (8 kHz)::
 
-    w      = relu(Conv1d(1 -> N, k=16, s=8, no bias)(mix))           # [B, L, N], L = (T - 16) // 8 + 1
-    y      = cLN(w)  (eps 1e-8)  ->  bottleneck 1x1 (no bias)         # [B, L, N]
-    y      = n_layer x [add -> RMSNorm -> BiMamba-v2]  ->  norm_f      # [B, L, N]
-    masks  = relu(mask 1x1 (N -> S*N, no bias)(y))  as [B, L, S, N]   (source-major channels)
-    out_s  = ConvTranspose1d(N -> 1, k=16, s=8, no bias)(w * mask_s)   # 8L + 8 <= T samples
+    w      = relu(Conv1d(1 -> M, k=16, s=8, no bias)(mix))           # [B, L, M], L = (T - 16) // 8 + 1
+    y      = cLN(w)  (eps 1e-8)  ->  bottleneck 1x1 (no bias)         # [B, L, M]
+    y      = n_layer x [add -> RMSNorm -> BiMamba-v2]  ->  norm_f      # [B, L, M]
+    masks  = relu(mask 1x1 (M -> S*M, no bias)(y))  as [B, L, S, M]   (source-major channels)
+    out_s  = ConvTranspose1d(M -> 1, k=16, s=8, no bias)(w * mask_s)   # 8L + 8 <= T samples
     out    = zero-pad on the right to T                                 # [B, S, T]
 
 Input ``[B, T]`` float, ``T >= 16``; output ``[B, S, T]``. With ``lengths`` (int32 ``[B]``, samples, each
@@ -106,7 +106,7 @@ class SBConv1x1(nnx.Module):
     def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs):
         self.conv = Conv1d(d_in, d_out, 1, use_bias=False, rngs=rngs)
 
-    def __call__(self, x: Float[Array, "B L C"]) -> Float[Array, "B L O"]:
+    def __call__(self, x: Float[Array, "B L Ci"]) -> Float[Array, "B L Co"]:
         return self.conv(x)
 
 
@@ -123,13 +123,13 @@ class MaskNet(nnx.Module):
                                     dtype=compute_dtype(cfg.dtype), rngs=rngs)
         self.mask_conv1x1 = SBConv1x1(n, cfg.num_spks * n, rngs=rngs)
 
-    def __call__(self, w: Float[Array, "B L N"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S L N"]:
+    def __call__(self, w: Float[Array, "B L M"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S L M"]:
         """``lengths``: valid frames per row (the Mamba stack runs within them)."""
         b, l, n = w.shape
         y = self.bottleneck_conv1x1(self.layer_norm(w))
         y = self.mamba_net(y, lengths)
-        score = self.mask_conv1x1(y).reshape(b, l, self.num_spks, n)  # [B, L, S, N], source-major channels
-        return jnp.moveaxis(jax.nn.relu(score), 2, 1)  # [B, S, L, N]
+        score = self.mask_conv1x1(y).reshape(b, l, self.num_spks, n)  # [B, L, S, M], source-major channels
+        return jnp.moveaxis(jax.nn.relu(score), 2, 1)  # [B, S, L, M]
 
 
 class MambaTasNet(EncoderMaskerDecoder):

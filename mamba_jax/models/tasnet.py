@@ -3,9 +3,9 @@
 Luo & Mesgarani, "Conv-TasNet", arXiv 1809.07454; as in xi-j/Mamba-TasNet's ``train_wsj0mix.compute_forward``
 with SpeechBrain 1.0 ``dual_path.Encoder/Decoder``. See docs/mamba_tasnet.md. For ``mix [B, T]``::
 
-    w      = relu(Conv1d(1 -> N, k, stride k/2, no bias)(mix))       # [B, L, N], L = (T - k) // (k/2) + 1
-    masks  = masknet(w)                                              # [B, S, L, N] (the model's own)
-    out_s  = ConvTranspose1d(N -> 1, k, stride k/2, no bias)(w * mask_s), zero-padded to T   # [B, S, T]
+    w      = relu(Conv1d(1 -> M, k, stride k/2, no bias)(mix))       # [B, L, M], L = (T - k) // (k/2) + 1
+    masks  = masknet(w)                                              # [B, S, L, M] (the model's own)
+    out_s  = ConvTranspose1d(M -> 1, k, stride k/2, no bias)(w * mask_s), zero-padded to T   # [B, S, T]
 
 With ``lengths`` (int32 ``[B]``, samples) row b is a right-padded signal: the masker gets the frame counts
 ``(lengths - k) // (k/2) + 1``, masked frames past them are zeroed before the decoder, and samples ``>= lengths[b]``
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import no_type_check
 
 import jax
 from flax import nnx
@@ -37,7 +38,7 @@ class Encoder(nnx.Module):
     def __init__(self, kernel_size: int, n_filters: int, *, rngs: nnx.Rngs):
         self.conv1d = Conv1d(1, n_filters, kernel_size, stride=kernel_size // 2, use_bias=False, rngs=rngs)
 
-    def __call__(self, mix: Float[Array, "B T"]) -> Float[Array, "B L N"]:
+    def __call__(self, mix: Float[Array, "B T"]) -> Float[Array, "B L M"]:
         return jax.nn.relu(self.conv1d(mix[..., None]))
 
 
@@ -46,7 +47,7 @@ def make_decoder(kernel_size: int, n_filters: int, *, rngs: nnx.Rngs) -> ConvTra
     return ConvTranspose1d(n_filters, 1, kernel_size, stride=kernel_size // 2, use_bias=False, rngs=rngs)
 
 
-def decode_sources(decoder: ConvTranspose1d, sep: Float[Array, "B S L N"], length: int) -> Float[Array, "B S T"]:
+def decode_sources(decoder: ConvTranspose1d, sep: Float[Array, "B S L M"], length: int) -> Float[Array, "B S T"]:
     """Runs the shared decoder on every masked source and fits the result to ``length`` samples."""
     b, s, l, n = sep.shape
     y = decoder(sep.reshape(b * s, l, n))  # [B*S, T', 1]
@@ -70,15 +71,18 @@ class EncoderMaskerDecoder(nnx.Module):
     def min_length(self) -> int:
         return self.cfg.kernel_size
 
+    # Not run-time checked (tests/conftest.py): it checks its input itself, with the user-facing ValueError that
+    # tests/models/test_bad_inputs.py expects; the layers it calls are checked.
+    @no_type_check
     def __call__(self, mix: Float[Array, "B T"], lengths: Int[Array, "B"] | None = None) -> Float[Array, "B S T"]:
         """``mix [B, T]`` -> ``[B, S, T]``; ``lengths`` (samples) as in the module docstring."""
         check_waveform(mix, model=type(self).__name__, min_len=self.min_length, check_finite=self.cfg.check_finite)
         lengths = as_lengths(lengths, mix.shape[0])
         k = self.cfg.kernel_size
         frames = None if lengths is None else conv_lengths(lengths, k, k // 2)
-        w = self.encoder(mix)  # [B, L, N]
-        masks = self.masknet(w, frames)  # [B, S, L, N]
-        sep = mask_padding(w[:, None] * masks, frames, axis=2)  # [B, S, L, N]
+        w = self.encoder(mix)  # [B, L, M]
+        masks = self.masknet(w, frames)  # [B, S, L, M]
+        sep = mask_padding(w[:, None] * masks, frames, axis=2)  # [B, S, L, M]
         return mask_padding(decode_sources(self.decoder, sep, mix.shape[1]), lengths, axis=-1)
 
 

@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -130,6 +130,7 @@ def kernel_source_hash(directory: str | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+@runtime_checkable  # so that the suite's run-time annotation checks (tests/conftest.py) can check it
 class Bench(Protocol):
     """What the tuner measures: random inputs of one signature (``scan_auto.AutoBench``)."""
 
