@@ -7,13 +7,6 @@ from __future__ import annotations
 import gc
 import os
 
-# Run-time shape/dtype checks of the jaxtyping annotations (issue 34, legend in mamba_jax/typing.py): installed
-# before anything imports these packages, in this process and in each xdist worker (each imports this file).
-# The checks run when a function is called, i.e. once per trace under jit; subprocesses are not checked.
-from jaxtyping import install_import_hook
-
-install_import_hook(["mamba_jax.ops", "mamba_jax.layers", "mamba_jax.models"], "beartype.beartype")
-
 # Every compiled program goes into the run's persistent compilation cache (pytest_configure below), not only those
 # that took over JAX's default 1 s to compile: the many small programs of a training process (data staging, rng,
 # metrics) are then compiled once per run instead of once per process (a repeated Mamba-TasNet smoke training
