@@ -46,6 +46,6 @@ def test_evaluate_and_init_from(sep_checkpoint, tmp_path, monkeypatch, capsys):
     cfg = config.copy_and_resolve_references()
     cfg.unlock()
     cfg.train.init_from = d.name
-    cfg.train.num_steps = 0  # the weights are loaded before the first step; nothing to train
+    cfg.train.num_steps = 1  # the weights are loaded before the first step (num_steps must be > 0)
     train_and_evaluate(cfg, tmp_path / "finetune")
     assert f"initialised from {d.name} (step 3)" in capsys.readouterr().out
