@@ -5,14 +5,13 @@ real tmpfs."""
 from __future__ import annotations
 
 import collections
-import contextlib
 import pathlib
 import shutil
-import subprocess
 
 import jax
 import numpy as np
 import pytest
+from mounts import tmpfs
 from test_convert_api import ROOT, original_keys, write_torch_zip
 
 from mamba_jax.checkpoint import load_params
@@ -47,18 +46,6 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-@contextlib.contextmanager
-def _tmpfs(path: pathlib.Path, options: str):
-    path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=False)
-
-
 def test_convert_refuses_a_folder_with_checkpoints_unless_overwrite(tmp_path, capsys):
     a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
     _sepmamba_checkpoint(a, seed=5)
@@ -89,7 +76,7 @@ def test_convert_refuses_a_folder_with_checkpoints_unless_overwrite(tmp_path, ca
 def test_convert_onto_a_full_disk_leaves_nothing(tmp_path, capsys):
     a = tmp_path / "a.ckpt"
     _sepmamba_checkpoint(a, seed=5)
-    with _tmpfs(tmp_path / "disk", "size=64k") as disk:
+    with tmpfs(tmp_path / "disk", "size=64k") as disk:
         rc = main(["convert", "--config", CONFIG, "--torch-checkpoint", str(a), "--out", str(disk / "run")])
         line = _error_line(capsys.readouterr().err)
         assert rc == 1

@@ -7,7 +7,6 @@ commands as a user types them (``main([...])`` in-process, the console script wh
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import importlib.util
 import json
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from inference_helpers import speechlike
+from mounts import tmpfs
 
 import mamba_jax
 from mamba_jax.cli import build_parser, main
@@ -37,19 +37,6 @@ def _errors(err: str) -> list[str]:
 
 def _pcm16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float64) * 32768), -32768, 32767) / 32768
-
-
-@contextlib.contextmanager
-def _tmpfs(path: pathlib.Path, options: str):
-    """A tmpfs mounted at ``path`` (created) for the block; the test is skipped where mounting is not allowed."""
-    path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=False)
 
 
 @pytest.fixture
@@ -75,7 +62,7 @@ def _assert_estimates(folder: pathlib.Path, stem: str, sep: Separator) -> None:
 def test_separate_onto_a_full_disk_then_rerun(inputs, capsys):
     ck, sep = inputs
     # 24 KiB: the two 6.4 KB estimates of one input take four 4 KiB pages; the next input's second one fails
-    with _tmpfs(pathlib.Path("disk"), "size=24k") as disk:
+    with tmpfs(pathlib.Path("disk"), "size=24k") as disk:
         assert main(["separate", "in", "--checkpoint", ck, "--out", str(disk)]) == 1
         errors = _errors(capsys.readouterr().err)
         assert errors == [f"error: in/m1.wav: {disk}/m1_s2.wav: cannot write (No space left on device)",
@@ -96,7 +83,7 @@ def test_separate_onto_a_full_disk_then_rerun(inputs, capsys):
 
 def test_separate_into_a_read_only_folder(inputs, capsys):
     ck, _ = inputs
-    with _tmpfs(pathlib.Path("ro"), "ro,size=1m") as ro:
+    with tmpfs(pathlib.Path("ro"), "ro,size=1m") as ro:
         assert main(["separate", "in", "--checkpoint", ck, "--out", str(ro / "sep")]) == 1
         assert _errors(capsys.readouterr().err) == [
             f"error: --out {ro / 'sep'}: cannot write (Read-only file system); 0 of 3 input(s) written"]
@@ -108,7 +95,7 @@ def test_a_read_only_sub_folder_fails_its_files_only(inputs, capsys):
     for k, sub in ((0, "a"), (1, "b")):
         pathlib.Path(f"in2/{sub}").mkdir(parents=True)
         shutil.copy(f"in/m{k}.wav", f"in2/{sub}/m{k}.wav")
-    with _tmpfs(pathlib.Path("out/a"), "ro,size=1m"):
+    with tmpfs(pathlib.Path("out/a"), "ro,size=1m"):
         assert main(["separate", "in2", "--checkpoint", ck, "--out", "out"]) == 1
         errors = _errors(capsys.readouterr().err)
     assert errors == ["error: in2/a/m0.wav: out/a/m0_s1.wav: cannot write (Read-only file system)",
@@ -152,7 +139,7 @@ def test_evaluate_train_split_of_a_dynamic_mixing_checkpoint(sep_checkpoint, tmp
 
 
 def test_evaluate_into_a_read_only_folder_fails_before_evaluating(sep_checkpoint, tmp_path, capsys):
-    with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         rc = main(["evaluate", "--checkpoint", str(sep_checkpoint[0]), "--max-utterances", "1", "--no-perceptual",
                    "--out", str(ro / "ev")])
         err = capsys.readouterr().err
